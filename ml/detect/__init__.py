@@ -1,0 +1,91 @@
+"""Text line detection on page images.
+
+    from ml.detect import LineDetector
+    det = LineDetector.load()               # shipped ml/artifacts/detector.pt
+    lines = det.detect(gray)                # gray: uint8 (H, W) page
+    lines[0].polygon, .baseline, .bbox, .confidence   # original page pixels, reading order
+
+The page is downscaled so its long side is ``input_long`` (1024) px, padded to a multiple of 32,
+run through ``model.LineUNet`` and the body map is turned into lines by ``postprocess``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ml.detect.model import LineUNet
+from ml.detect.postprocess import DetectedLine, maps_to_lines
+
+__all__ = ["LineDetector", "DetectedLine", "DEFAULT_PATH", "FORMAT"]
+
+DEFAULT_PATH = Path(__file__).resolve().parents[1] / "artifacts" / "detector.pt"
+FORMAT = "quire-detector/1"
+INPUT_LONG = 1024
+
+
+def prepare(gray: np.ndarray, input_long: int = INPUT_LONG) -> tuple[torch.Tensor, tuple[int, int]]:
+    """uint8 (H, W) page → (1, 1, h', w') float tensor (ink = 1) and the unpadded (h, w).
+
+    Long side scaled to ``input_long`` (area interpolation), padded with paper to multiples of 32.
+    Raises ``ValueError`` for anything but a non-empty 2-D uint8 array.
+    """
+    if not isinstance(gray, np.ndarray) or gray.ndim != 2 or gray.dtype != np.uint8 or min(gray.shape) < 1:
+        raise ValueError(f"expected a 2-D uint8 grayscale page, got {getattr(gray, 'dtype', type(gray))} "
+                         f"{getattr(gray, 'shape', '')}")
+    H, W = gray.shape
+    s = input_long / max(H, W)
+    w, h = max(1, round(W * s)), max(1, round(H * s))
+    small = cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    ph, pw = (-h) % 32, (-w) % 32
+    x = 1.0 - small.astype(np.float32) / 255.0
+    x = np.pad(x, ((0, ph), (0, pw)), constant_values=0.0)
+    return torch.from_numpy(x)[None, None], (h, w)
+
+
+class LineDetector:
+    """A trained line detector (model + post-processing settings) on one torch device."""
+
+    def __init__(self, model: LineUNet, config: dict, card: dict | None = None, version: str = "0",
+                 device: str = "cpu"):
+        self.model = model.to(device).eval()
+        self.config = config
+        self.card = card or {}
+        self.version = version
+        self.device = device
+
+    @property
+    def name(self) -> str:
+        return f"quire-detector@{self.version}"
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str = "cpu") -> "LineDetector":
+        """Load a ``detector.pt`` (None = shipped ``ml/artifacts/detector.pt``).
+
+        Raises ``FileNotFoundError`` if missing, ``ValueError`` if it is not a detector artifact.
+        """
+        path = Path(path) if path is not None else DEFAULT_PATH
+        if not path.exists():
+            raise FileNotFoundError(f"detector artifact not found: {path}")
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a {FORMAT} artifact")
+        cfg = ck["config"]
+        model = LineUNet(cfg["widths"], cfg["depths"])
+        model.load_state_dict({k: v.float() for k, v in ck["state_dict"].items()})
+        return cls(model, cfg, ck.get("card"), ck.get("version", "0"), device)
+
+    @torch.inference_mode()
+    def probabilities(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Body and baseline probability maps (h, w) float32 at the working scale."""
+        x, (h, w) = prepare(gray, self.config.get("input_long", INPUT_LONG))
+        y = torch.sigmoid(self.model(x.to(self.device)).float())[0, :, :h, :w].cpu().numpy()
+        return y[0], y[1]
+
+    def detect(self, gray: np.ndarray) -> list[DetectedLine]:
+        """Lines of a uint8 (H, W) page in reading order, in the page's own pixels."""
+        body, base = self.probabilities(gray)
+        pp = self.config.get("postprocess", {})
+        return maps_to_lines(body, base, (gray.shape[1], gray.shape[0]), **pp)
