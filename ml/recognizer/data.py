@@ -1,0 +1,198 @@
+"""Line datasets: real ground-truth lines (``lines.jsonl`` of ``../shared/data``), line packs,
+synthetic lines, and their mixture.
+
+A *line pack* is a compact copy of a ``lines.jsonl`` set at the recognizer's input height, so that
+training data can travel (to a GPU machine) and load fast: ``index.jsonl`` (one record per line:
+``id, text, source, lang, handwritten, offset, length, width, polygon``) and ``lines.bin`` (the
+line images as concatenated JPEG files, quality 92). ``polygon`` is the line's ground-truth polygon
+in the packed image's pixels (or null), used to mask neighbours' strokes like the inference crops do.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .augment import augment_real
+from .codec import Codec, nfc
+from .image import collate as collate_images
+from .image import normalize_line, resize_to_height
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LineRecord:
+    """One ground-truth line of a ``lines.jsonl`` file (image path made absolute)."""
+
+    id: str
+    image: Path
+    text: str
+    source: str
+    lang: str
+    handwritten: bool
+    polygon: list | None = None  # page pixels
+    bbox: list | None = None  # page pixels [x0, y0, x1, y1]
+    crop_scale: float | None = None  # crop pixels per page pixel
+
+
+def read_lines_jsonl(path: str | Path) -> list[LineRecord]:
+    """Records of a ``lines.jsonl`` file; image paths are resolved against the file's folder.
+
+    Raises FileNotFoundError if the file is missing and ValueError naming the row of a malformed
+    record.
+    """
+    path = Path(path)
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for n, row in enumerate(f, 1):
+            if not row.strip():
+                continue
+            try:
+                r = json.loads(row)
+                out.append(LineRecord(
+                    id=str(r["id"]), image=path.parent / r["image"], text=nfc(r["text"]),
+                    source=r.get("source", "unknown"), lang=r.get("lang", ""),
+                    handwritten=bool(r.get("handwritten", True)), polygon=r.get("polygon"),
+                    bbox=r.get("bbox"), crop_scale=r.get("crop_scale"),
+                ))
+            except (KeyError, TypeError, json.JSONDecodeError) as exc:
+                raise ValueError(f"{path}:{n}: malformed line record ({exc})") from exc
+    return out
+
+
+def load_gray(path: str | Path) -> np.ndarray:
+    """An image file as (h, w) uint8 grayscale."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L"))
+
+
+def _crop_polygon(rec: LineRecord, scale: float) -> list[list[int]] | None:
+    """The record's polygon in the pixels of its crop resized by ``scale``."""
+    if not (rec.polygon and rec.bbox and rec.crop_scale):
+        return None
+    x0, y0 = rec.bbox[0], rec.bbox[1]
+    return [[int(round((x - x0) * rec.crop_scale * scale)), int(round((y - y0) * rec.crop_scale * scale))]
+            for x, y in rec.polygon]
+
+
+def pack_lines(jsonl: str | Path, out_dir: str | Path, height: int, quality: int = 75) -> int:
+    """Write a line pack of ``jsonl`` at ``height`` pixels into ``out_dir``; returns the count."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(out_dir / "lines.bin", "wb") as blob, open(out_dir / "index.jsonl", "w", encoding="utf-8") as idx:
+        for rec in read_lines_jsonl(jsonl):
+            gray = load_gray(rec.image)
+            img = resize_to_height(gray, height)
+            scale = img.shape[0] / gray.shape[0]
+            ok, buf = cv2.imencode(".webp", img, [cv2.IMWRITE_WEBP_QUALITY, quality])
+            if not ok:
+                raise ValueError(f"{rec.image}: could not be encoded")
+            offset = blob.tell()
+            blob.write(buf.tobytes())
+            idx.write(json.dumps({
+                "id": rec.id, "text": rec.text, "source": rec.source, "lang": rec.lang,
+                "handwritten": rec.handwritten, "offset": offset, "length": len(buf),
+                "width": img.shape[1], "polygon": _crop_polygon(rec, scale),
+            }, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+class LinePack:
+    """Random access to a line pack: ``pack[i]`` → (h, w) uint8; ``pack.records[i]`` → dict."""
+
+    def __init__(self, folder: str | Path):
+        folder = Path(folder)
+        with open(folder / "index.jsonl", encoding="utf-8") as f:
+            self.records = [json.loads(r) for r in f if r.strip()]
+        self.blob = np.fromfile(folder / "lines.bin", dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        r = self.records[i]
+        return cv2.imdecode(self.blob[r["offset"]: r["offset"] + r["length"]], cv2.IMREAD_GRAYSCALE)
+
+
+def mask_outside(img: np.ndarray, polygon: list, rng: np.random.Generator) -> np.ndarray:
+    """Paint what lies outside ``polygon`` (dilated by a few pixels) with the paper tone, as the
+    inference crops of :mod:`ml.crop` do."""
+    mask = np.zeros(img.shape, np.uint8)
+    cv2.fillPoly(mask, [np.asarray(polygon, np.int32)], 255)
+    k = int(rng.integers(1, 6))
+    mask = cv2.dilate(mask, np.ones((2 * k + 1, 2 * k + 1), np.uint8))
+    out = img.copy()
+    out[mask == 0] = int(np.percentile(img, 90))
+    return out
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The random generator of one sample: the same (seed, epoch, index) replays the same
+    augmentation whichever DataLoader worker draws it."""
+    return np.random.default_rng([seed, epoch, index])
+
+
+class LineDataset(Dataset):
+    """Real lines (from a :class:`LinePack`) mixed with synthetic lines.
+
+    Items ``0 .. len(pack) - 1`` are real lines; the next ``n_synthetic`` items are rendered by
+    ``synthesizer``. Each item is ``(image (H, w) float32 in [0, 1], target list[int], text)``.
+
+    Args:
+        pack: real lines, or None for synthetic only.
+        codec: encodes targets (unknown characters are counted in ``codec.unknown``).
+        height: model input height in pixels.
+        synthesizer: a :class:`ml.recognizer.synth.LineSynthesizer` or None.
+        n_synthetic: number of synthetic items per epoch.
+        augment: apply :func:`ml.recognizer.augment.augment_real` to real lines.
+        mask_prob: probability of masking a real line outside its polygon.
+        seed: base seed of the per-sample generators.
+    """
+
+    def __init__(self, pack: LinePack | None, codec: Codec, height: int, synthesizer=None,
+                 n_synthetic: int = 0, augment: bool = True, mask_prob: float = 0.5, seed: int = 0):
+        self.pack, self.codec, self.height = pack, codec, height
+        self.synth, self.n_synth = synthesizer, (n_synthetic if synthesizer is not None else 0)
+        self.augment, self.mask_prob, self.seed, self.epoch = augment, mask_prob, seed, 0
+        self.n_real = len(pack) if pack is not None else 0
+        self.targets = [codec.encode(r["text"]) for r in (pack.records if pack else [])]
+        if codec.unknown:
+            log.warning("characters not in the codec (left out of the targets): %s",
+                        dict(codec.unknown.most_common()))
+
+    def __len__(self) -> int:
+        return self.n_real + self.n_synth
+
+    def __getitem__(self, i: int):
+        rng = sample_rng(self.seed, self.epoch, i)
+        if i < self.n_real:
+            img = self.pack[i]
+            rec = self.pack.records[i]
+            if self.augment:
+                if rec.get("polygon") and rng.random() < self.mask_prob:
+                    img = mask_outside(img, rec["polygon"], rng)
+                img = augment_real(img, rng)
+            return normalize_line(img, self.height), self.targets[i], rec["text"]
+        img, text = self.synth.render(rng)
+        return normalize_line(img, self.height), self.codec.encode(text), text
+
+
+def collate_lines(items):
+    """Batch of dataset items → (images (B, 1, H, W) float32, widths (B,) int64 pixels,
+    targets (sum of target lengths,) int64, target_lengths (B,) int64, texts list[str])."""
+    images, targets, texts = zip(*items)
+    batch, widths = collate_images(list(images))
+    flat = [c for t in targets for c in t]
+    return (torch.from_numpy(batch), torch.from_numpy(widths), torch.tensor(flat, dtype=torch.int64),
+            torch.tensor([len(t) for t in targets], dtype=torch.int64), list(texts))

@@ -1,0 +1,99 @@
+"""The recognizer's single inference entry point, used by the pipeline, the evaluation CLI,
+training-time validation and the tests.
+
+    rec = Recognizer.load()                     # shipped artifact ml/artifacts/recognizer.pt
+    results = rec.recognize([crop1, crop2])     # (h, w) uint8 grayscale line crops
+    results[0].text, results[0].confidence, results[0].char_confidences
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..artifact import ARTIFACTS_DIR, load_artifact
+from .codec import Codec
+from .decode import beam_decode, greedy_decode
+from .image import collate, normalize_line
+from .model import CRNN, RecognizerConfig
+
+DEFAULT_PATH = ARTIFACTS_DIR / "recognizer.pt"
+
+
+@dataclass
+class Recognition:
+    """Text of one line (NFC), its confidence in [0, 1] and one confidence per character."""
+
+    text: str
+    confidence: float
+    char_confidences: list[float]
+
+
+class Recognizer:
+    """A loaded line recognizer.
+
+    Args:
+        model: a :class:`CRNN` (put in eval mode here).
+        codec: the artifact's :class:`Codec`.
+        device: ``"cpu"`` or ``"cuda"``.
+        version: artifact version string, for job records.
+    """
+
+    def __init__(self, model: CRNN, codec: Codec, device: str = "cpu", version: str = "unsaved",
+                 card: dict | None = None):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.codec, self.version, self.card = codec, version, card or {}
+        self.height = model.config.height
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str = "cpu") -> Recognizer:
+        """Load an artifact (default: the shipped one). Raises FileNotFoundError or
+        :class:`ml.artifact.ArtifactError`."""
+        data = load_artifact(path or DEFAULT_PATH, "recognizer")
+        model = CRNN(RecognizerConfig.from_dict(data["config"]))
+        model.load_state_dict(data["state_dict"])
+        return cls(model, Codec.from_dict(data["codec"]), device, data["version"], data["card"])
+
+    @property
+    def name(self) -> str:
+        return f"quire-recognizer@{self.version}"
+
+    def recognize(self, crops: Sequence[np.ndarray], batch_size: int = 32, beam_width: int = 0,
+                  on_batch: Callable[[int], None] | None = None) -> list[Recognition]:
+        """Transcribe line crops ((h, w) uint8 grayscale, dark ink on light paper).
+
+        Lines are batched by similar width. ``beam_width`` 0 means greedy decoding, otherwise
+        prefix beam search of that width. ``on_batch(n_done)`` is called after each batch (it may
+        raise to stop early). Empty crops raise ValueError.
+        """
+        return self.recognize_normalized([normalize_line(c, self.height) for c in crops],
+                                         batch_size, beam_width, on_batch)
+
+    @torch.inference_mode()
+    def recognize_normalized(self, images: Sequence[np.ndarray], batch_size: int = 32, beam_width: int = 0,
+                             on_batch: Callable[[int], None] | None = None) -> list[Recognition]:
+        """As :meth:`recognize`, for lines already through :func:`normalize_line`."""
+        order = sorted(range(len(images)), key=lambda i: images[i].shape[1])
+        out: list[Recognition | None] = [None] * len(images)
+        done = 0
+        for start in range(0, len(order), batch_size):
+            idx = order[start: start + batch_size]
+            batch, widths = collate([images[i] for i in idx])
+            x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                log_probs = self.model(x)
+            lp = log_probs.float().cpu().numpy()
+            lengths = CRNN.output_lengths(torch.from_numpy(widths)).tolist()
+            for j, i in enumerate(idx):
+                seq = lp[: lengths[j], j]
+                d = beam_decode(seq, beam_width) if beam_width > 0 else greedy_decode(seq)
+                out[i] = Recognition(self.codec.decode(d.labels), d.confidence, d.char_confidences)
+            done += len(idx)
+            if on_batch is not None:
+                on_batch(done)
+        return out  # type: ignore[return-value]
