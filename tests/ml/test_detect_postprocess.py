@@ -1,0 +1,149 @@
+"""Post-processing of the detector's maps into lines, on hand-made masks (no model needed)."""
+import numpy as np
+import pytest
+
+from ml.detect import prepare
+from ml.detect.metrics import box_iou, greedy_match, page_counts
+from ml.detect.postprocess import ASC, DESC, make_line, maps_to_lines, reading_order
+from ml.detect.targets import render_targets
+
+
+def _band(body, x0, x1, y_base, t, slope=0.0):
+    for x in range(x0, x1):
+        yb = int(round(y_base + slope * (x - x0)))
+        body[yb - t:yb, x] = 1.0
+
+
+def test_single_band_gives_expected_baseline_polygon_and_bbox():
+    body = np.zeros((200, 300), np.float32)
+    _band(body, 50, 250, 100, 10)
+    lines = maps_to_lines(body, None, (300, 200))
+    assert len(lines) == 1
+    ln = lines[0]
+    base = np.array(ln.baseline)
+    # baseline is the band's lower edge, y = 100, from x≈50 to x≈250
+    assert np.all(np.abs(base[:, 1] - 100) <= 1)
+    assert base[:, 0].min() <= 52 and base[:, 0].max() >= 248
+    x0, y0, x1, y1 = ln.bbox
+    assert y0 == pytest.approx(90 - ASC * 10, abs=2)
+    assert y1 == pytest.approx(100 + DESC * 10, abs=2)
+    assert x0 < 50 and x1 > 249
+    assert 0.99 <= ln.confidence <= 1.0
+
+
+def test_scaled_back_to_original_pixels():
+    body = np.zeros((100, 150), np.float32)
+    _band(body, 25, 125, 50, 5)
+    lines = maps_to_lines(body, None, (600, 400))  # original page 4x larger
+    base = np.array(lines[0].baseline)
+    assert np.all(np.abs(base[:, 1] - 200) <= 4)
+    assert base[:, 0].min() == pytest.approx(100, abs=4) and base[:, 0].max() == pytest.approx(500, abs=4)
+
+
+def test_slanted_band_gives_slanted_baseline():
+    body = np.zeros((200, 300), np.float32)
+    _band(body, 20, 280, 60, 8, slope=0.2)
+    (ln,) = maps_to_lines(body, None, (300, 200))
+    base = np.array(ln.baseline)
+    fit = np.polyfit(base[:, 0], base[:, 1], 1)
+    assert fit[0] == pytest.approx(0.2, abs=0.02)
+
+
+def test_reading_order_top_to_bottom_then_columns_left_to_right():
+    body = np.zeros((300, 400), np.float32)
+    # right column drawn first, higher up than the left column's second line
+    _band(body, 230, 380, 60, 8)
+    _band(body, 230, 380, 120, 8)
+    _band(body, 20, 170, 90, 8)
+    _band(body, 20, 170, 150, 8)
+    _band(body, 20, 170, 210, 8)
+    lines = maps_to_lines(body, None, (400, 300))
+    assert len(lines) == 5
+    starts = [(ln.bbox[0] < 200, int(np.mean([p[1] for p in ln.baseline]))) for ln in lines]
+    assert starts == [(True, 90), (True, 150), (True, 210), (False, 60), (False, 120)]
+    assert [ln.column for ln in lines] == [0, 0, 0, 1, 1]
+
+
+def test_polygons_and_boxes_inside_page():
+    body = np.zeros((100, 100), np.float32)
+    _band(body, 0, 100, 8, 6)  # touches the top and both sides: extensions must be clipped
+    _band(body, 0, 100, 99, 6)  # touches the bottom
+    lines = maps_to_lines(body, None, (333, 321))
+    assert len(lines) == 2
+    for ln in lines:
+        for x, y in ln.polygon + ln.baseline:
+            assert 0 <= x < 333 and 0 <= y < 321
+        x0, y0, x1, y1 = ln.bbox
+        assert 0 <= x0 < x1 < 333 and 0 <= y0 < y1 < 321
+
+
+def test_blank_and_noise_maps_give_no_lines():
+    assert maps_to_lines(np.zeros((64, 64), np.float32), None, (640, 640)) == []
+    rng = np.random.default_rng(0)
+    noise = (rng.random((256, 256)) < 0.02).astype(np.float32)  # isolated speckles
+    assert maps_to_lines(noise, None, (1000, 1000)) == []
+    # low confidence everywhere (probability just above threshold is kept, far below is not)
+    assert maps_to_lines(np.full((64, 64), 0.3, np.float32), None, (64, 64)) == []
+
+
+def test_degenerate_lines_dropped_with_warning():
+    with pytest.warns(UserWarning, match="degenerate"):
+        assert make_line([[5, 5]], [[5, 5], [6, 5]], 0.9, 100, 100) is None
+    with pytest.warns(UserWarning, match="degenerate"):
+        assert make_line([[5, 5], [50, 5], [90, 5]], [[5, 5], [90, 5]], 0.9, 100, 100) is None  # zero area
+    with pytest.warns(UserWarning, match="degenerate"):
+        assert make_line([[5, 5], [8, 5], [8, 30], [5, 30]], [[5, 28], [8, 28]], 0.9, 100, 100) is None  # narrow
+    with pytest.warns(UserWarning, match="degenerate"):
+        assert make_line([[5, 5], [80, 5], [80, 30]], [[5, 28]], 0.9, 100, 100) is None  # one baseline point
+    ok = make_line([[5, 5], [80, 5], [80, 30], [5, 30]], [[5, 28], [80, 28]], 0.9, 100, 100)
+    assert ok is not None and ok.bbox == [5, 5, 80, 30]
+
+
+def test_thin_band_below_page_resolution_dropped_with_warning():
+    # a component 2 columns wide in a 50x map of a 100 px page: 4 px in the page, degenerate
+    body = np.zeros((50, 50), np.float32)
+    body[20:22, 10:40] = 1.0  # wide enough at the map scale...
+    with pytest.warns(UserWarning, match="degenerate"):
+        assert maps_to_lines(body, None, (10, 100)) == []  # ...but 6 px wide in a 10 px wide page
+
+
+def test_targets_round_trip_through_postprocess():
+    """Body targets rendered from baselines decode back to the same baselines."""
+    lines = [{"baseline": [[40, 100 + 40 * i], [560, 104 + 40 * i]],
+              "polygon": [[40, 70 + 40 * i], [560, 70 + 40 * i], [560, 110 + 40 * i], [40, 110 + 40 * i]]}
+             for i in range(5)]
+    t = render_targets((400, 600), lines)
+    assert t.shape == (2, 400, 600) and t[1].sum() > 0
+    out = maps_to_lines(t[0].astype(np.float32), t[1].astype(np.float32), (600, 400))
+    assert len(out) == 5
+    for gt, pr in zip(lines, out):
+        b = np.array(pr.baseline)
+        ys = np.interp(b[:, 0], *np.array(gt["baseline"]).T)
+        assert np.abs(b[:, 1] - ys).max() <= 2
+
+
+def test_metrics_greedy_match_and_unscored():
+    assert box_iou([0, 0, 10, 10], [5, 0, 15, 10]) == pytest.approx(1 / 3)
+    m = greedy_match([[0, 0, 10, 10], [0, 0, 10, 9]], [[0, 0, 10, 10]])
+    assert m == [(0, 0, 1.0)]
+    gt = [{"polygon": [[0, 0], [100, 0], [100, 20], [0, 20]]},
+          {"polygon": [[0, 40], [100, 40], [100, 60], [0, 60]], "scored": False}]
+    preds = [[[0, 0], [100, 0], [100, 20], [0, 20]],  # tp
+             [[0, 40], [100, 40], [100, 60], [0, 60]],  # matches an unscored line: ignored
+             [[0, 500], [100, 500], [100, 520], [0, 520]]]  # outside the gt area: ignored
+    c = page_counts(preds, gt)
+    assert (c["tp"], c["fp"], c["fn"]) == (1, 0, 0)
+
+
+def test_prepare_rejects_bad_input_and_pads():
+    with pytest.raises(ValueError):
+        prepare(np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(ValueError):
+        prepare(np.zeros((10, 10), np.float32))
+    x, (h, w) = prepare(np.full((3300, 2500), 255, np.uint8))
+    assert (h, w) == (1024, 776) and x.shape[-2] % 32 == 0 and x.shape[-1] % 32 == 0
+    assert float(x.max()) == 0.0  # white paper is 0 ink
+
+
+def test_reading_order_empty():
+    assert reading_order([]) == []
