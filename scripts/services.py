@@ -7,6 +7,7 @@ Usage::
     python scripts/services.py env [--state DIR]      # shell `export` lines
     python scripts/services.py status [--state DIR]
     python scripts/services.py down [--state DIR]
+    python scripts/services.py bucket                  # create AWS_STORAGE_BUCKET_NAME (deployments)
 
     eval "$(python scripts/services.py env)"
 
@@ -582,7 +583,8 @@ def env_vars(state: dict) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", choices=["up", "down", "env", "status"])
+    ap.add_argument("command", choices=["up", "down", "env", "status", "bucket"],
+                    help="bucket: create AWS_STORAGE_BUCKET_NAME on AWS_S3_ENDPOINT_URL (deployments)")
     ap.add_argument("--state", type=Path, default=DEFAULT_STATE_DIR,
                     help="folder for state, logs and data (default var/services)")
     ap.add_argument("--no-postgres", action="store_true",
@@ -604,9 +606,20 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             for k, v in env_vars(state).items():
                 print(f"export {k}={shlex.quote(v)}")
+        elif args.command == "bucket":
+            rec = {"endpoint": os.environ["AWS_S3_ENDPOINT_URL"],
+                   "access_key": os.environ["AWS_ACCESS_KEY_ID"],
+                   "secret_key": os.environ["AWS_SECRET_ACCESS_KEY"],
+                   "region": os.environ.get("AWS_S3_REGION_NAME", REGION)}
+            bucket = os.environ.get("AWS_STORAGE_BUCKET_NAME", BUCKET)
+            wait_until(lambda: ensure_bucket(rec, bucket) is None, f"bucket {bucket!r}")
+            log(f"bucket {bucket!r} ready on {rec['endpoint']}")
         elif args.command == "status":
             state = load_state(args.state)
-            print(json.dumps({"up": alive(state), "state": state}, indent=2))
+            shown = json.loads(json.dumps(state)) if state else None
+            if shown and shown.get("s3"):
+                shown["s3"]["secret_key"] = "***"
+            print(json.dumps({"up": alive(state), "state": shown}, indent=2))
             return 0 if alive(state) else 1
     except ServiceError as exc:
         log(f"error: {exc}")

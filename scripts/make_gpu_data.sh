@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Packs the training data a lent GPU machine needs into .gpu_data/ (git-ignored, about 60 MB, under
+# the device tool's 64 MiB limit): recognizer line packs (train, dev) at 48 px, a font subset, a text
+# subset and the detector's page pack. Reads ../shared/data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+DATA=${DATA:-../shared/data}
+mkdir -p .gpu_data
+[ -f .gpu_data/rec_train/index.jsonl ] || $PY -m ml.recognizer.pack --jsonl "$DATA/train/lines.jsonl" --out .gpu_data/rec_train
+[ -f .gpu_data/rec_dev/index.jsonl ] || $PY -m ml.recognizer.pack --jsonl "$DATA/dev/lines.jsonl" --out .gpu_data/rec_dev
+# fonts: the first file of every family under 200 KB (the regular weight), with licences and the manifest
+$PY - "$DATA/fonts" .gpu_data/fonts <<'PY'
+import json, shutil, sys
+from pathlib import Path
+src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+manifest = json.loads((src / "manifest.json").read_text())
+# the largest files (several hundred KB of CJK or extended glyphs) are left out to fit the size limit
+manifest = [f for f in manifest if (src / f["family"] / f["files"][0]).stat().st_size < 200_000]
+for fam in manifest:
+    fam["files"] = fam["files"][:1]
+    (dst / fam["family"]).mkdir(parents=True, exist_ok=True)
+    for f in fam["files"] + ["LICENSE.txt"]:
+        if (src / fam["family"] / f).exists():
+            shutil.copy2(src / fam["family"] / f, dst / fam["family"] / f)
+(dst / "manifest.json").write_text(json.dumps(manifest, indent=1))
+PY
+mkdir -p .gpu_data/text
+$PY -c "
+import random, sys
+rows = open('$DATA/text/austen_lines.txt', encoding='utf-8').read().splitlines()
+random.Random(0).shuffle(rows)
+open('.gpu_data/text/austen_lines.txt', 'w', encoding='utf-8').write('\n'.join(rows[:25000]) + '\n')
+"
+[ -f .gpu_data/detector/meta.json ] || $PY -m ml.detect.pack --out .gpu_data/detector
+du -sh .gpu_data/*
