@@ -5,7 +5,8 @@ line geometry → random homography (scale, rotation, shear, slight perspective)
 ``crop``×``crop`` window → targets rendered from the transformed geometry (``targets.py``) →
 photometric augmentation (contrast, gamma, blur, noise, ruled lines, stains, paper texture).
 
-A sample is ``(image (1, C, C) float32 ink=1, target (2, C, C) float32, weight (1, C, C) float32)``;
+A sample is ``(gray (1, C, C) uint8, target (2, C, C) uint8, weight (1, C, C) uint8)`` (``to_float``
+turns a batch into ink = 1 - gray/255, float targets and weights);
 weight 0 marks pixels not trained on (the printed consent paragraph of Copiste sheets, which the
 ground truth does not transcribe, and the padding outside the page).
 """
@@ -351,5 +352,11 @@ class DetectorDataset(Dataset):
             ig = cv2.warpPerspective(ignore, M, (C, C), flags=cv2.INTER_NEAREST, borderValue=0)
             weight[ig > 0] = 0
         out = photometric(out, rng, L * s)
-        x = torch.from_numpy(1.0 - out.astype(np.float32) / 255.0)[None]
-        return x, torch.from_numpy(target.astype(np.float32)), torch.from_numpy(weight)[None]
+        # uint8 tensors keep loader shared memory small (4 bytes per pixel); ``to_float`` converts
+        return (torch.from_numpy(out)[None], torch.from_numpy(target.astype(np.uint8)),
+                torch.from_numpy((weight > 0).astype(np.uint8))[None])
+
+
+def to_float(x, y, w):
+    """Batch of uint8 samples → (ink = 1 - gray/255, target {0,1}, weight {0,1}) float32."""
+    return 1.0 - x.float() / 255.0, y.float(), w.float()

@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import shutil
 import signal
 import sys
 import time
@@ -27,7 +28,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from ml.detect import FORMAT, INPUT_LONG, prepare
-from ml.detect.data import DetectorDataset, load_pack
+from ml.detect.data import DetectorDataset, load_pack, to_float
 from ml.detect.metrics import page_counts, prf
 from ml.detect.model import DEPTHS, WIDTHS, LineUNet, count_params
 from ml.detect.postprocess import maps_to_lines
@@ -170,9 +171,28 @@ def main(argv=None):
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     ds = DetectorDataset(meta, crop=crop, seed=a.seed)
-    dl = DataLoader(ds, batch_size=batch, num_workers=a.workers, pin_memory=cuda, drop_last=True,
-                    persistent_workers=a.workers > 0, prefetch_factor=4 if a.workers > 0 else None,
-                    worker_init_fn=_worker_init if a.workers > 0 else None)
+    workers = a.workers
+    prefetch = 2
+    if workers > 0:
+        # loader batches travel through /dev/shm: keep what is in flight well under its free space
+        try:
+            free = shutil.disk_usage("/dev/shm").free
+        except OSError:
+            free = 0
+        per_batch = batch * crop * crop * 4 * 2  # 4 uint8 channels, ×2 for copies in transit
+        while workers > 0 and workers * prefetch * per_batch > 0.5 * free:
+            if prefetch > 1:
+                prefetch = 1
+            else:
+                workers -= 1
+        if workers != a.workers:
+            print(f"warning: /dev/shm has {free / 1e6:.0f} MB free; using {workers} loader workers", flush=True)
+
+    def make_loader(nw):
+        return DataLoader(ds, batch_size=batch, num_workers=nw, pin_memory=cuda, drop_last=True,
+                          persistent_workers=nw > 0, prefetch_factor=prefetch if nw > 0 else None,
+                          worker_init_fn=_worker_init if nw > 0 else None)
+    dl = make_loader(workers)
 
     stop = {"flag": False}
 
@@ -218,7 +238,22 @@ def main(argv=None):
 
     done = False
     while not done:
-        for x, y, w in dl:
+        try:
+            batches = iter(dl)
+        except RuntimeError as e:
+            print(f"warning: data loader failed to start ({e}); continuing without workers", flush=True)
+            dl = make_loader(0)
+            batches = iter(dl)
+        while True:
+            try:
+                x, y, w = next(batches)
+            except StopIteration:
+                break
+            except RuntimeError as e:  # a loader worker died (e.g. out of shared memory): go on without workers
+                print(f"warning: data loader failed ({e}); continuing without workers", flush=True)
+                dl = make_loader(0)
+                batches = iter(dl)
+                continue
             now = time.time()
             if stop["flag"] or now > budget_end - margin:
                 done = True
@@ -227,7 +262,8 @@ def main(argv=None):
             lr = a.lr * min(1.0, (step + 1) / 200) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
             for g in opt.param_groups:
                 g["lr"] = lr
-            x, y, w = x.to(device, non_blocking=True), y.to(device, non_blocking=True), w.to(device, non_blocking=True)
+            x, y, w = to_float(x.to(device, non_blocking=True), y.to(device, non_blocking=True),
+                               w.to(device, non_blocking=True))
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
