@@ -1,0 +1,152 @@
+"""Serializers of the API: documents, pages (with lines), jobs, line corrections, upload answers.
+
+URLs are absolute (built from the request). Nested data is read from prefetched relations only,
+so list and detail views run a fixed number of queries.
+"""
+
+from rest_framework import serializers
+from rest_framework.reverse import reverse
+
+from quire.documents.models import Document, Line, Page
+from quire.jobs.models import JobState, TranscriptionJob
+
+EXPORT_FORMATS = ("txt", "json", "page", "alto")
+
+
+def _url(name: str, pk: int, request, suffix: str = "") -> str:
+    return reverse(f"api:{name}", kwargs={"pk": pk}, request=request) + suffix
+
+
+class DocumentSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:document-detail")
+    page_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Document
+        fields = ["id", "url", "name", "page_count", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class LineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Line
+        fields = ["id", "index", "text", "confidence", "char_confidences", "polygon", "baseline", "bbox",
+                  "is_ground_truth", "updated_at"]
+        read_only_fields = fields
+
+
+class PageSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:page-detail")
+    image_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Page
+        fields = ["id", "url", "document", "order", "filename", "frame_index", "source_format", "width", "height",
+                  "sha256", "image_url", "created_at"]
+        read_only_fields = fields
+
+    def get_image_url(self, page: Page) -> str:
+        return _url("page-image", page.pk, self.context.get("request"))
+
+
+class PageDetailSerializer(PageSerializer):
+    lines = LineSerializer(many=True, read_only=True)
+    text = serializers.SerializerMethodField()
+
+    class Meta(PageSerializer.Meta):
+        fields = PageSerializer.Meta.fields + ["text", "lines"]
+        read_only_fields = fields
+
+    def get_text(self, page: Page) -> str:
+        return "\n".join(line.text for line in page.lines.all())
+
+
+def _points(value, name: str) -> list[list[int]]:
+    if not isinstance(value, list) or len(value) < 2:
+        raise serializers.ValidationError(f"{name} must be a list of at least 2 [x, y] points")
+    for point in value:
+        if (not isinstance(point, list) or len(point) != 2
+                or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in point)):
+            raise serializers.ValidationError(f"{name} points must be [x, y] pairs of non-negative integers")
+    return value
+
+
+class LineUpdateSerializer(serializers.ModelSerializer):
+    """PATCH body: `text` and optionally `polygon`/`baseline` in page pixels (inside the page)."""
+
+    class Meta:
+        model = Line
+        fields = ["text", "polygon", "baseline"]
+
+    def _inside(self, points: list[list[int]], name: str) -> list[list[int]]:
+        page = self.instance.page
+        if any(x > page.width or y > page.height for x, y in points):
+            raise serializers.ValidationError(f"{name} lies outside the page ({page.width}x{page.height} pixels)")
+        return points
+
+    def validate_polygon(self, value):
+        points = self._inside(_points(value, "polygon"), "polygon")
+        if len(points) < 3:
+            raise serializers.ValidationError("polygon needs at least 3 points")
+        return points
+
+    def validate_baseline(self, value):
+        return self._inside(_points(value, "baseline"), "baseline")
+
+
+class JobSerializer(serializers.ModelSerializer):
+    """A transcription job: state, progress, timings, attempts, error and (when done) result link."""
+
+    url = serializers.HyperlinkedIdentityField(view_name="api:job-detail")
+    page_url = serializers.SerializerMethodField()
+    timings = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+    result_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TranscriptionJob
+        fields = ["id", "url", "page", "page_url", "state", "progress", "created_at", "started_at", "finished_at",
+                  "timings", "attempts", "error", "models_used", "result_url"]
+        read_only_fields = fields
+
+    def get_page_url(self, job: TranscriptionJob) -> str:
+        return _url("page-detail", job.page_id, self.context.get("request"))
+
+    def get_timings(self, job: TranscriptionJob) -> dict:
+        """Seconds: `queued` (created → started), `run` (started → finished), `pipeline` stages."""
+        out: dict = {"pipeline": job.timings or {}}
+        if job.started_at:
+            out["queued"] = round((job.started_at - job.created_at).total_seconds(), 3)
+            if job.finished_at:
+                out["run"] = round((job.finished_at - job.started_at).total_seconds(), 3)
+        return out
+
+    def get_error(self, job: TranscriptionJob) -> dict | None:
+        if not job.error_code:
+            return None
+        return {"code": job.error_code, "message": job.error_message}
+
+    def get_result_url(self, job: TranscriptionJob) -> str | None:
+        if job.state != JobState.SUCCEEDED:
+            return None
+        return _url("page-export", job.page_id, self.context.get("request"), "?format=json")
+
+
+class UploadedJobSerializer(serializers.Serializer):
+    """One accepted page of an upload, with its job (`duplicate`: an identical earlier upload)."""
+
+    id = serializers.IntegerField(source="job.pk")
+    url = serializers.SerializerMethodField()
+    state = serializers.CharField(source="job.state")
+    page = serializers.IntegerField(source="page.pk")
+    page_url = serializers.SerializerMethodField()
+    document = serializers.IntegerField(source="page.document_id")
+    frame_index = serializers.IntegerField(source="page.frame_index")
+    filename = serializers.CharField(source="page.filename")
+    duplicate = serializers.BooleanField()
+
+    def get_url(self, accepted) -> str:
+        return _url("job-detail", accepted.job.pk, self.context.get("request"))
+
+    def get_page_url(self, accepted) -> str:
+        return _url("page-detail", accepted.page.pk, self.context.get("request"))

@@ -1,0 +1,20 @@
+"""Routes of the API under /api/v1/ (namespace `api`)."""
+from django.urls import include, path
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import DefaultRouter
+
+from . import views
+
+app_name = "api"
+
+router = DefaultRouter(use_regex_path=False)  # ids as <int:pk>
+router.register("documents", views.DocumentViewSet, basename="document")
+router.register("pages", views.PageViewSet, basename="page")
+router.register("jobs", views.JobViewSet, basename="job")
+router.register("lines", views.LineViewSet, basename="line")
+
+urlpatterns = [
+    path("auth/token/", obtain_auth_token, name="auth-token"),
+    path("transcribe/", views.TranscribeView.as_view(), name="transcribe"),
+    path("", include(router.urls)),
+]

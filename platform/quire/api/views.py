@@ -1,0 +1,352 @@
+"""API views. Every queryset is scoped to the requesting user in `get_queryset()`, so another
+user's object is a 404 (its id does not leak), whatever the action.
+
+The upload flow starts here: `PageViewSet.create` (and `TranscribeView`) → `documents.uploads`
+(ingest, storage, one job per page) → the job is queued for `workers.tasks.transcribe_page`.
+"""
+
+import base64
+import binascii
+import time
+from pathlib import PurePosixPath
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Prefetch
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from quire.documents import exports
+from quire.documents.models import Document, Line, LineVersion, Page
+from quire.documents.storage import StorageUnavailable, get_bytes
+from quire.documents.uploads import UploadOutcome, UploadRejected, prepare_upload, store_upload
+from quire.jobs.dispatch import enqueue_transcription
+from quire.jobs.models import InvalidTransition, JobState, TranscriptionJob
+
+from .errors import ApiError
+from .serializers import (
+    EXPORT_FORMATS,
+    DocumentSerializer,
+    JobSerializer,
+    LineSerializer,
+    LineUpdateSerializer,
+    PageDetailSerializer,
+    PageSerializer,
+    UploadedJobSerializer,
+)
+
+MAX_FILES_PER_REQUEST = 50
+FORMAT_PARAM = OpenApiParameter("format", str, enum=list(EXPORT_FORMATS), description="Export format.")
+
+
+def _truthy(value) -> bool:
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _export_format(request) -> str:
+    fmt = request.query_params.get("format", "txt")
+    if fmt not in EXPORT_FORMATS:
+        raise ApiError(400, f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    return fmt
+
+
+def _attachment(data: bytes, content_type: str, filename: str) -> HttpResponse:
+    response = HttpResponse(data, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _state_filter(queryset, request, field: str = "state"):
+    state = request.query_params.get("state")
+    if state is None:
+        return queryset
+    if state not in JobState.values:
+        raise ApiError(400, f"unknown state {state!r}; choose one of {', '.join(JobState.values)}")
+    return queryset.filter(**{field: state})
+
+
+def _int_param(request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer id, got {value!r}") from None
+
+
+def _accept(request, files: list[tuple[bytes, str]], document: Document | None,
+            document_name: str | None, force: bool) -> tuple[list[UploadOutcome], list[dict]]:
+    """Run each (bytes, filename) through the upload service; returns outcomes and per-file errors.
+
+    The document is created only once a file has decoded. A storage failure stops the request
+    (503): nothing of the failing file is kept.
+    """
+    outcomes, errors = [], []
+    for data, filename in files:
+        try:
+            prepared = prepare_upload(request.user, data, filename, force=force)
+            if isinstance(prepared, UploadOutcome):  # identical earlier upload
+                outcomes.append(prepared)
+                continue
+            if document is None:
+                name = document_name or PurePosixPath(prepared.filename).stem or prepared.filename
+                document = Document.objects.create(owner=request.user, name=name[:255])
+            outcomes.append(store_upload(request.user, prepared, document))
+        except UploadRejected as exc:
+            errors.append({"filename": filename, "status": exc.status_code, "detail": exc.message})
+        except StorageUnavailable as exc:
+            raise ApiError(503, f"storage unavailable, try again later ({exc})", "storage_unavailable") from exc
+    return outcomes, errors
+
+
+def _accepted_response(request, outcomes: list[UploadOutcome], errors: list[dict]) -> Response:
+    """202 with one entry per accepted page and a Location for the first job; 4xx when none was."""
+    accepted = [page for outcome in outcomes for page in outcome.pages]
+    if not accepted:
+        first = errors[0]
+        raise ApiError(first["status"], "; ".join(e["detail"] for e in errors), "upload_rejected")
+    jobs = UploadedJobSerializer(accepted, many=True, context={"request": request}).data
+    frame_errors = [dict(e, filename=o.filename) for o in outcomes for e in o.frame_errors]
+    body = {"jobs": jobs, "errors": errors + frame_errors}
+    return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": jobs[0]["url"]})
+
+
+class DocumentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Documents of the requesting user; `export/` zips every page in one format."""
+
+    lookup_value_converter = "int"
+
+    serializer_class = DocumentSerializer
+
+    def get_queryset(self):
+        return Document.objects.for_user(self.request.user).annotate(page_count=Count("pages"))
+
+    def perform_create(self, serializer):
+        serializer.save(owner=self.request.user)
+
+    @extend_schema(parameters=[FORMAT_PARAM], responses={(200, "application/zip"): bytes})
+    @action(detail=True, methods=["get"])
+    def export(self, request, pk=None):
+        document = self.get_object()
+        fmt = _export_format(request)
+        pages = document.pages.prefetch_related("lines").order_by("order", "id")
+        data = exports.zip_pages((exports.export_page(page) for page in pages), fmt)
+        return _attachment(data, "application/zip", f"document-{document.pk}-{fmt}.zip")
+
+
+class PageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Pages: upload (`POST`, multipart `files`), list, detail with lines, image and exports."""
+
+    lookup_value_converter = "int"
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_queryset(self):
+        queryset = Page.objects.for_user(self.request.user)
+        if self.action == "list" and (document := _int_param(self.request, "document")) is not None:
+            queryset = queryset.filter(document_id=document)
+        if self.action in ("retrieve", "export"):
+            queryset = queryset.prefetch_related(Prefetch("lines", Line.objects.order_by("index")))
+        return queryset
+
+    def get_serializer_class(self):
+        return PageDetailSerializer if self.action == "retrieve" else PageSerializer
+
+    def get_throttles(self):
+        self.throttle_scope = "uploads" if self.action == "create" else None
+        return super().get_throttles()
+
+    @extend_schema(
+        request={"multipart/form-data": {"type": "object", "properties": {
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+            "document": {"type": "integer"}, "document_name": {"type": "string"},
+            "force": {"type": "boolean"}}}},
+        responses={202: UploadedJobSerializer(many=True)},
+    )
+    def create(self, request, *args, **kwargs):
+        uploads = request.FILES.getlist("files") or request.FILES.getlist("file")
+        if not uploads:
+            raise ApiError(400, "no file: send one or more files in the multipart field 'files'")
+        if len(uploads) > MAX_FILES_PER_REQUEST:
+            raise ApiError(413, f"too many files: at most {MAX_FILES_PER_REQUEST} per request")
+        document = None
+        if (document_id := request.data.get("document")) not in (None, ""):
+            try:
+                document = Document.objects.for_user(request.user).get(pk=int(document_id))
+            except (ValueError, Document.DoesNotExist):
+                raise ApiError(400, f"no document with id {document_id!r}") from None
+        files = []
+        limit = settings.QUIRE_MAX_UPLOAD_BYTES
+        too_big = []
+        for upload in uploads:
+            if upload.size > limit:  # refuse before reading it into memory
+                too_big.append({"filename": upload.name, "status": 413,
+                                "detail": f"{upload.name}: file of {upload.size} bytes exceeds the limit of "
+                                          f"{limit} bytes"})
+            else:
+                files.append((upload.read(), upload.name))
+        outcomes, errors = _accept(request, files, document, request.data.get("document_name") or None,
+                                   _truthy(request.data.get("force", "")))
+        return _accepted_response(request, outcomes, too_big + errors)
+
+    @extend_schema(responses={(200, "image/png"): bytes})
+    @action(detail=True, methods=["get"])
+    def image(self, request, pk=None):
+        """The normalised 8-bit grayscale page image (PNG) the pipeline reads."""
+        page = self.get_object()
+        try:
+            data = get_bytes(page.image.name)
+        except StorageUnavailable as exc:
+            raise ApiError(503, f"storage unavailable, try again later ({exc})") from exc
+        return HttpResponse(data, content_type="image/png")
+
+    @extend_schema(parameters=[FORMAT_PARAM], responses={(200, "application/xml"): bytes})
+    @action(detail=True, methods=["get"])
+    def export(self, request, pk=None):
+        """The page's transcription as txt, json, PAGE XML 2019 or ALTO 4."""
+        page = self.get_object()
+        fmt = _export_format(request)
+        content_type, extension = exports.FORMATS[fmt]
+        data = exports.render(exports.export_page(page), fmt)
+        return _attachment(data, content_type, f"page-{page.pk}.{extension}")
+
+
+class JobViewSet(viewsets.ReadOnlyModelViewSet):
+    """Transcription jobs, filterable by `state` and `page`; cancel and retry."""
+
+    lookup_value_converter = "int"
+
+    serializer_class = JobSerializer
+
+    def get_queryset(self):
+        queryset = TranscriptionJob.objects.for_user(self.request.user)
+        if self.action == "list":
+            queryset = _state_filter(queryset, self.request)
+            if (page := _int_param(self.request, "page_id")) is not None:
+                queryset = queryset.filter(page_id=page)
+        return queryset
+
+    def _move(self, target: str, verb: str) -> TranscriptionJob:
+        job = self.get_object()
+        try:
+            job.transition(target)
+        except InvalidTransition as exc:
+            raise ApiError(409, f"cannot {verb} a {exc.current} job", "invalid_transition") from None
+        return job
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a queued or running job (a running one stops at its next batch of lines)."""
+        job = self._move(JobState.CANCELED, "cancel")
+        return Response(self.get_serializer(job).data)
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        """Queue a failed or canceled job again."""
+        if self.get_object().state not in (JobState.FAILED, JobState.CANCELED):
+            raise ApiError(409, "only failed or canceled jobs can be retried", "invalid_transition")
+        with transaction.atomic():
+            job = self._move(JobState.QUEUED, "retry")
+            transaction.on_commit(lambda: enqueue_transcription(job.pk))
+        return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED,
+                        headers={"Location": self.get_serializer(job).data["url"]})
+
+
+class LineViewSet(mixins.RetrieveModelMixin, mixins.UpdateModelMixin, viewsets.GenericViewSet):
+    """One line; `PATCH` corrects text (and optionally polygon/baseline), keeping every version."""
+
+    lookup_value_converter = "int"
+
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return Line.objects.for_user(self.request.user).select_related("page")
+
+    def get_serializer_class(self):
+        return LineUpdateSerializer if self.request.method == "PATCH" else LineSerializer
+
+    @extend_schema(request=LineUpdateSerializer, responses=LineSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        line = self.get_object()
+        serializer = LineUpdateSerializer(line, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        with transaction.atomic():
+            if not line.versions.exists():  # keep what the model said before the first correction
+                LineVersion.snapshot(line, LineVersion.Source.MODEL)
+            line = serializer.save(is_ground_truth=True)
+            LineVersion.snapshot(line, LineVersion.Source.USER, user=request.user)
+        return Response(LineSerializer(line, context={"request": request}).data)
+
+
+class TranscribeView(APIView):
+    """One image in, text out: queue the same job as an upload and wait up to `wait` seconds.
+
+    Multipart (`file`, optional `wait`) or JSON `{"image": <base64>, "filename": ..., "wait": ...}`.
+    200 with the text and lines when the job finishes in time, else 202 with the job link.
+    """
+
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    throttle_scope = "uploads"
+
+    def _image(self, request) -> tuple[bytes, str]:
+        if upload := request.FILES.get("file"):
+            if upload.size > settings.QUIRE_MAX_UPLOAD_BYTES:
+                raise ApiError(413, f"{upload.name}: file of {upload.size} bytes exceeds the limit of "
+                                    f"{settings.QUIRE_MAX_UPLOAD_BYTES} bytes")
+            return upload.read(), upload.name
+        encoded = request.data.get("image")
+        if not isinstance(encoded, str) or not encoded:
+            raise ApiError(400, "no image: send a multipart 'file' or JSON {\"image\": <base64>}")
+        try:
+            data = base64.b64decode(encoded.split(",", 1)[-1] if encoded.startswith("data:") else encoded,
+                                    validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(400, "image is not valid base64") from None
+        return data, str(request.data.get("filename") or "upload")
+
+    def _wait(self, request) -> float:
+        raw = request.data.get("wait", request.query_params.get("wait", 0))
+        try:
+            wait = float(raw)
+        except (TypeError, ValueError):
+            raise ApiError(400, f"wait must be a number of seconds, got {raw!r}") from None
+        if not 0 <= wait <= settings.QUIRE_TRANSCRIBE_MAX_WAIT_S:
+            raise ApiError(400, f"wait must be between 0 and {settings.QUIRE_TRANSCRIBE_MAX_WAIT_S} seconds")
+        return wait
+
+    @extend_schema(
+        request={"multipart/form-data": {"type": "object", "properties": {
+                     "file": {"type": "string", "format": "binary"}, "wait": {"type": "number"}}},
+                 "application/json": {"type": "object", "properties": {
+                     "image": {"type": "string", "format": "byte"}, "filename": {"type": "string"},
+                     "wait": {"type": "number"}}}},
+        responses={200: PageDetailSerializer, 202: JobSerializer},
+    )
+    def post(self, request):
+        wait = self._wait(request)
+        data, filename = self._image(request)
+        outcomes, errors = _accept(request, [(data, filename)], None, None, force=False)
+        if not outcomes:
+            raise ApiError(errors[0]["status"], errors[0]["detail"], "upload_rejected")
+        job = outcomes[0].pages[0].job
+        deadline = time.monotonic() + wait
+        while not job.is_final and time.monotonic() < deadline:
+            time.sleep(0.2)
+            job.refresh_from_db()
+        job_data = JobSerializer(job, context={"request": request}).data
+        if job.state != JobState.SUCCEEDED:
+            code = status.HTTP_200_OK if job.is_final else status.HTTP_202_ACCEPTED
+            return Response({"job": job_data, "state": job.state}, status=code,
+                            headers={"Location": job_data["url"]})
+        page = Page.objects.prefetch_related(Prefetch("lines", Line.objects.order_by("index"))).get(pk=job.page_id)
+        body = {"job": job_data, "state": job.state, **PageDetailSerializer(page, context={"request": request}).data}
+        return Response(body, status=status.HTTP_200_OK)
+

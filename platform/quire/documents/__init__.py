@@ -1,0 +1,1 @@
+"""Documents, pages, lines and their versions; ingest, storage keys and exports."""

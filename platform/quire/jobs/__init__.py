@@ -1,0 +1,1 @@
+"""Transcription (and training) jobs: the state machine that the workers drive."""

@@ -1,0 +1,1 @@
+"""Celery app and tasks: the join between the platform (`quire`) and the models (`ml`)."""

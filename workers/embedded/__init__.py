@@ -1,0 +1,1 @@
+"""Embedded mode: `manage.py transcribe FILE...` runs the pipeline in-process, no broker."""
