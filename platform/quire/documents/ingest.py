@@ -326,8 +326,8 @@ def decode_upload(
     fmt = sniff_format(data)
     if fmt is None:
         raise IngestError(
-            f"{name}: unsupported file type: the content is {describe_unaccepted(data)}, not an "
-            "image; accepted types are PNG, JPEG, TIFF, WebP, BMP, GIF and PDF",
+            f"{name}: unsupported file type: the content is {describe_unaccepted(data)}; "
+            "accepted types are PNG, JPEG, TIFF, WebP, BMP, GIF and PDF",
             415,
             "unsupported_type",
         )
@@ -365,18 +365,20 @@ def _where(name: str, index: int, multi: bool) -> str:
     return f"{name}, page {index + 1}" if multi else name
 
 
-def _check_size(width: int, height: int, where: str, limits: _Limits, unit: str = "") -> None:
+def _check_size(
+    width: int, height: int, where: str, limits: _Limits, unit: str = "", noun: str = "image"
+) -> None:
     """Refuse a declared size above the pixel limit (413) or below the side limit (400)."""
     if width * height > limits.max_pixels:
         raise IngestError(
-            f"{where}: image is {width} × {height} = {width * height:,} pixels{unit}, above the "
+            f"{where}: {noun} is {width} × {height} = {width * height:,} pixels{unit}, above the "
             f"limit of {limits.max_pixels:,} pixels",
             413,
             "too_large",
         )
     if min(width, height) < limits.min_side:
         raise IngestError(
-            f"{where}: image is too small ({width} × {height} pixels{unit}); each side must be "
+            f"{where}: {noun} is too small ({width} × {height} pixels{unit}); each side must be "
             f"at least {limits.min_side} pixels",
             400,
             "too_small",
@@ -729,7 +731,7 @@ def _render_pdf_page(
             )
         width_px = math.ceil(width_pt * scale)
         height_px = math.ceil(height_pt * scale)
-        _check_size(width_px, height_px, where, limits, unit=f" at {dpi} dpi")
+        _check_size(width_px, height_px, where, limits, unit=f" at {dpi} dpi", noun="page")
         bitmap = page.render(
             scale=scale, grayscale=True, fill_color=(255, 255, 255, 255), may_draw_forms=False
         )
