@@ -71,6 +71,8 @@ def main(args: list[str]) -> int:
             os.environ.pop("DATABASE_URL", None)
         os.environ.update(env)
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quire.settings")
+        extra = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "platform"), str(ROOT), *extra])
         chromium = ensure_chromium()
         if chromium:
             os.environ["QUIRE_CHROMIUM"] = chromium

@@ -278,13 +278,13 @@ class WorkerProcess:
             pass
 
 
-def _worker_env(broker: str, s3: dict, database_url: str) -> dict:
+def _worker_env(broker: str, s3: dict, database_url: str, extra_path: tuple[str, ...] = ()) -> dict:
     env = dict(os.environ)
     env.update(s3)
     env.update(
         CELERY_BROKER_URL=broker, CELERY_RESULT_BACKEND=broker, DATABASE_URL=database_url,
         DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "quire.settings"),
-        PYTHONPATH=os.pathsep.join([str(ROOT / "platform"), str(ROOT)]
+        PYTHONPATH=os.pathsep.join([*extra_path, str(ROOT / "platform"), str(ROOT)]
                                    + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])),
         DJANGO_CONN_MAX_AGE="0",
         PYTHONUNBUFFERED="1",
@@ -295,12 +295,17 @@ def _worker_env(broker: str, s3: dict, database_url: str) -> dict:
 
 
 def start_worker(broker: str, s3: dict, database_url: str, log_dir: Path,
-                 queues: str = "transcribe,train", extra_args: tuple[str, ...] = ()) -> WorkerProcess:
-    """Start `python -m celery -A workers.app worker` and wait until it answers a ping."""
+                 queues: str = "transcribe,train", extra_args: tuple[str, ...] = (),
+                 app: str = "workers.app", extra_path: tuple[str, ...] = ()) -> WorkerProcess:
+    """Start `python -m celery -A APP worker -Q QUEUES --pool=solo` and wait for its ping reply.
+
+    ``extra_path``: folders put first on the worker's PYTHONPATH. Raises RuntimeError (with the
+    worker's log) when it exits or does not answer within WORKER_READY_TIMEOUT_S.
+    """
     name = f"quire-test-{uuid.uuid4().hex[:8]}@localhost"
     log_path = log_dir / f"{name.split('@')[0]}.log"
-    env = _worker_env(broker, s3, database_url)
-    argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues,
+    env = _worker_env(broker, s3, database_url, extra_path)
+    argv = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues,
             "--pool=solo", "-c", "1", "-n", name, "--loglevel=INFO",
             "--without-gossip", "--without-mingle", *extra_args]
     with open(log_path, "wb") as out:
@@ -314,6 +319,13 @@ def start_worker(broker: str, s3: dict, database_url: str, log_dir: Path,
         worker.stop(timeout=10)
         raise
     return worker
+
+
+@pytest.fixture(scope="session")
+def celery_worker_launcher():
+    """The function behind the worker fixtures, for tests of other Celery apps:
+    ``launch(broker, s3_env, database_url, log_dir, queues=..., app=..., extra_path=...)``."""
+    return start_worker
 
 
 @pytest.fixture(scope="session")

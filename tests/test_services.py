@@ -163,3 +163,53 @@ def test_services_throwaway_postgresql(tmp_path):
         services.postgres_down(rec)
     assert not services.pid_alive(rec["pid"])
     assert not Path(rec["base"]).exists()
+
+
+# ------------------------------------------------------------------------------ celery workers
+PROBE_APP = '''
+import os
+from celery import Celery
+app = Celery("probe", broker=os.environ["CELERY_BROKER_URL"], backend=os.environ["CELERY_RESULT_BACKEND"])
+app.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json")
+
+@app.task(name="probe.where")
+def where():
+    return {"pid": os.getpid(), "database": os.environ["DATABASE_URL"], "storage": os.environ["QUIRE_STORAGE"]}
+'''
+
+
+def test_worker_machinery_runs_a_real_process_and_stops_it(tmp_path, redis_url, s3_env,
+                                                           celery_worker_launcher):
+    """The launcher: a real subprocess that takes tasks from Redis, with the env it was given."""
+    from celery import Celery
+
+    start_worker = celery_worker_launcher
+    (tmp_path / "probe_app.py").write_text(PROBE_APP)
+    worker = start_worker(redis_url, s3_env, "sqlite:////nonexistent/x.sqlite3", tmp_path,
+                          queues="probe-q", app="probe_app", extra_path=(str(tmp_path),))
+    client = Celery("probe-client", broker=redis_url, backend=redis_url, set_as_current=False)
+    try:
+        result = client.send_task("probe.where", queue="probe-q").get(timeout=60)
+        assert result == {"pid": worker.pid, "database": "sqlite:////nonexistent/x.sqlite3",
+                          "storage": "s3"}
+        worker.kill()  # SIGKILL, as the fault tests do
+        assert not worker.alive() and worker.proc.returncode == -9
+    finally:
+        worker.stop(timeout=10)
+        client.close()
+    assert "probe.where" in worker.log_text()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_session_worker_serves_both_queues_on_the_test_database(celery_worker):
+    from celery import Celery
+
+    client = Celery("probe-client", broker=celery_worker.broker, set_as_current=False)
+    try:
+        queues = client.control.inspect(destination=[celery_worker.name], timeout=5).active_queues()
+    finally:
+        client.close()
+    assert {q["name"] for q in queues[celery_worker.name]} == {"transcribe", "train"}
+    from django.db import connection
+
+    assert connection.settings_dict["NAME"] in celery_worker.env["DATABASE_URL"]
