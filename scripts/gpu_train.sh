@@ -4,7 +4,7 @@
 # weights, model cards and logs in $OUT. Needs .gpu_data/ (scripts/make_gpu_data.sh) carried along.
 set -u
 OUT=${OUT:-runs/gpu_out}
-BUDGET=${BUDGET:-450}
+BUDGET=${BUDGET:-480}
 PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
 REC_WORKERS=${REC_WORKERS:-11}

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -340,6 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:  # loader workers pass batches through /dev/shm; small ones (containers, VMs) make them crash
+        if shutil.disk_usage("/dev/shm").free < 2 << 30:
+            torch.multiprocessing.set_sharing_strategy("file_system")
+    except OSError:
+        pass
     overrides = {k: getattr(args, k) for k in DEFAULTS if hasattr(args, k)}
     cfg = load_config(args.config, overrides)
     (args.out).mkdir(parents=True, exist_ok=True)
