@@ -94,10 +94,11 @@ def _accept(request, files: list[tuple[bytes, str]], document: Document | None,
             if isinstance(prepared, UploadOutcome):  # identical earlier upload
                 outcomes.append(prepared)
                 continue
-            if document is None:
-                name = document_name or PurePosixPath(prepared.filename).stem or prepared.filename
-                document = Document.objects.create(owner=request.user, name=name[:255])
-            outcomes.append(store_upload(request.user, prepared, document))
+            with transaction.atomic():  # no empty document is left when storing fails
+                if document is None:
+                    name = document_name or PurePosixPath(prepared.filename).stem or prepared.filename
+                    document = Document.objects.create(owner=request.user, name=name[:255])
+                outcomes.append(store_upload(request.user, prepared, document))
         except UploadRejected as exc:
             errors.append({"filename": filename, "status": exc.status_code, "detail": exc.message})
         except StorageUnavailable as exc:
@@ -125,7 +126,8 @@ class DocumentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = DocumentSerializer
 
     def get_queryset(self):
-        return Document.objects.for_user(self.request.user).annotate(page_count=Count("pages"))
+        return (Document.objects.for_user(self.request.user).annotate(page_count=Count("pages"))
+                .order_by("-created_at", "-id"))
 
     def perform_create(self, serializer):
         serializer.save(owner=self.request.user)

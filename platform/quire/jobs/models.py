@@ -57,6 +57,7 @@ class JobBase(models.Model):
     state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUEUED, db_index=True)
     progress = models.FloatField(default=0.0, help_text="Fraction done in [0, 1].")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    queued_at = models.DateTimeField(default=timezone.now, help_text="Last time the job entered 'queued'.")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="Times the job was started.")
@@ -75,7 +76,7 @@ class JobBase(models.Model):
 
         Entering `running` stamps `started_at`, counts an attempt and resets progress and error;
         entering a final state stamps `finished_at` (and `succeeded` sets progress to 1); entering
-        `queued` clears timings, progress and error. `fields` are saved in the same UPDATE.
+        `queued` stamps `queued_at` and clears timings, progress and error. `fields` are saved in the same UPDATE.
         Raises InvalidTransition when the in-memory or the stored state does not allow it.
         """
         if target not in TRANSITIONS.get(self.state, ()):
@@ -86,7 +87,8 @@ class JobBase(models.Model):
             values.update(started_at=now, finished_at=None, progress=0.0, attempts=F("attempts") + 1,
                           error_code="", error_message="")
         elif target == JobState.QUEUED:
-            values.update(started_at=None, finished_at=None, progress=0.0, error_code="", error_message="")
+            values.update(queued_at=now, started_at=None, finished_at=None, progress=0.0, error_code="",
+                          error_message="")
         else:
             values["finished_at"] = now
             if target == JobState.SUCCEEDED:
