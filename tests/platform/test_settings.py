@@ -32,4 +32,4 @@ def test_debug_is_off_by_default(tmp_path):
     run = _manage("shell", "-c", "from django.conf import settings; print(settings.DEBUG, settings.SECURE_SSL_REDIRECT)",
                   DJANGO_SECRET_KEY=secrets.token_urlsafe(60), DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["False", "True"]
+    assert run.stdout.strip().splitlines()[-1].split() == ["False", "True"]
