@@ -23,6 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 from PIL import Image
 
+from ml.pipeline import PageImageError
 from quire.documents.models import Line
 from quire.documents.storage import get_bytes, put_bytes, result_key
 from quire.jobs.dispatch import enqueue_transcription
@@ -63,10 +64,17 @@ def start_job(job_id: int) -> TranscriptionJob | None:
 
 
 def read_page_image(job: TranscriptionJob) -> np.ndarray:
-    """The page's normalised image as a uint8 (H, W) array. Raises StorageUnavailable."""
+    """The page's normalised image as a uint8 (H, W) array.
+
+    Raises StorageUnavailable when it cannot be read, PageImageError when the stored bytes are
+    not a decodable image.
+    """
     data = get_bytes(job.page.image.name)
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("L"), dtype=np.uint8)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("L"), dtype=np.uint8)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise PageImageError(f"stored page image {job.page.image.name} is unreadable: {exc}") from exc
 
 
 class _Progress:
