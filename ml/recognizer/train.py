@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -70,24 +71,50 @@ DEFAULTS = {
 }
 
 
-class EpochSampler(Sampler):
-    """Endless shuffled indices; item ``epoch * n + i`` names item ``i`` in ``epoch``, so that
-    each sample's augmentation is seeded by (seed, epoch, i) even in persistent workers."""
+class BucketBatchSampler(Sampler):
+    """Endless batches of global indices; index ``epoch * n + i`` names item ``i`` in ``epoch``, so
+    that each sample's augmentation is seeded by (seed, epoch, i) even in persistent workers.
 
-    def __init__(self, n: int, seed: int, start_epoch: int = 0):
-        self.n, self.seed, self.start_epoch = n, seed, start_epoch
+    Real lines are shuffled, cut into pools of ``pool`` batches, and each pool is sorted by line
+    width before being cut into batches, so that a batch pads little (on the CPU this nearly
+    halves the time per line). Synthetic items (indices ≥ ``len(widths)``) form their own batches.
+    Batch order is shuffled.
+    """
+
+    def __init__(self, widths: list[int], n_total: int, batch_size: int, seed: int,
+                 start_epoch: int = 0, pool: int = 50):
+        self.widths, self.n, self.bs = widths, n_total, batch_size
+        self.seed, self.start_epoch, self.pool = seed, start_epoch, pool
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, epoch])
+        n_real = len(self.widths)
+        real = rng.permutation(n_real)
+        batches = []
+        step = self.bs * self.pool
+        for start in range(0, n_real, step):
+            chunk = sorted(real[start: start + step].tolist(), key=lambda i: self.widths[i])
+            batches += [chunk[k: k + self.bs] for k in range(0, len(chunk), self.bs)]
+        synth = (n_real + rng.permutation(self.n - n_real)).tolist()
+        batches += [synth[k: k + self.bs] for k in range(0, len(synth), self.bs)]
+        order = rng.permutation(len(batches))
+        return [[epoch * self.n + i for i in batches[j]] for j in order]
 
     def __iter__(self):
         epoch = self.start_epoch
         while True:
-            perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            for i in perm.tolist():
-                yield epoch * self.n + i
+            yield from self.epoch_batches(epoch)
             epoch += 1
 
 
+def _worker_init(_: int) -> None:
+    # the loader workers already fill the cores: one thread each for OpenCV and torch
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
 class EpochDataset(torch.utils.data.Dataset):
-    """Maps the global index of :class:`EpochSampler` onto a :class:`LineDataset`."""
+    """Maps the global index of :class:`BucketBatchSampler` onto a :class:`LineDataset`."""
 
     def __init__(self, ds: LineDataset):
         self.ds = ds
@@ -149,8 +176,8 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg["seed"])
     dev = torch.device(device)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    # no cudnn.benchmark: every batch has another width, and benchmarking each new shape made a
+    # GPU run 50 times slower (34 lines/s on an H200)
     packs = [LinePack(p) for p in cfg["train_packs"]]
     dev_pack = LinePack(cfg["dev_pack"])
     init = load_artifact(init_path, "recognizer") if init_path else None
@@ -191,10 +218,12 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
         start_epoch = step * cfg["batch_size"] // len(ds) + 1
         log.info("resumed at step %d", step)
 
+    sampler = BucketBatchSampler([r["width"] for r in real.records], len(ds), cfg["batch_size"], cfg["seed"],
+                                 start_epoch)
     loader = DataLoader(
-        EpochDataset(ds), batch_size=cfg["batch_size"], sampler=EpochSampler(len(ds), cfg["seed"], start_epoch),
-        collate_fn=collate_lines, num_workers=cfg["workers"], pin_memory=dev.type == "cuda",
-        persistent_workers=cfg["workers"] > 0, prefetch_factor=4 if cfg["workers"] > 0 else None,
+        EpochDataset(ds), batch_sampler=sampler, collate_fn=collate_lines, num_workers=cfg["workers"],
+        pin_memory=dev.type == "cuda", persistent_workers=cfg["workers"] > 0,
+        prefetch_factor=4 if cfg["workers"] > 0 else None, worker_init_fn=_worker_init,
     )
     total_steps = cfg["steps"]
     budget = cfg["time_budget"]
