@@ -78,14 +78,24 @@ class LineDetector:
         return cls(model, cfg, ck.get("card"), ck.get("version", "0"), device)
 
     @torch.inference_mode()
-    def probabilities(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Body and baseline probability maps (h, w) float32 at the working scale."""
+    def maps(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Body and baseline probability maps and the ink image (1 - gray / 255), each (h, w)
+        float32 at the working scale. Raises ``ValueError`` for a bad page (see ``prepare``)."""
         x, (h, w) = prepare(gray, self.config.get("input_long", INPUT_LONG))
         y = torch.sigmoid(self.model(x.to(self.device)).float())[0, :, :h, :w].cpu().numpy()
-        return y[0], y[1]
+        return y[0], y[1], x[0, 0, :h, :w].numpy()
+
+    def probabilities(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Body and baseline probability maps (h, w) float32 at the working scale."""
+        body, base, _ = self.maps(gray)
+        return body, base
 
     def detect(self, gray: np.ndarray) -> list[DetectedLine]:
-        """Lines of a uint8 (H, W) page in reading order, in the page's own pixels."""
-        body, base = self.probabilities(gray)
+        """Lines of a uint8 (H, W) page in reading order, in the page's own pixels.
+
+        Post-processing settings: the module defaults of ``postprocess`` (chosen on the dev
+        pages), overridden by the artifact's config ``postprocess`` where it sets any.
+        """
+        body, base, ink = self.maps(gray)
         pp = self.config.get("postprocess", {})
-        return maps_to_lines(body, base, (gray.shape[1], gray.shape[0]), **pp)
+        return maps_to_lines(body, base, (gray.shape[1], gray.shape[0]), ink=ink, **pp)

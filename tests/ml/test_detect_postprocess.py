@@ -147,3 +147,43 @@ def test_prepare_rejects_bad_input_and_pads():
 
 def test_reading_order_empty():
     assert reading_order([]) == []
+
+
+def test_collinear_fragments_of_one_line_are_merged():
+    body = np.zeros((200, 400), np.float32)
+    _band(body, 20, 150, 100, 8)
+    _band(body, 162, 380, 101, 8)  # gap 12 px = 1.5 body heights, baseline 1 px lower
+    _band(body, 20, 380, 150, 8)  # a second, whole line sets the page's body height too
+    lines = maps_to_lines(body, None, (400, 200))
+    assert len(lines) == 2
+    base = np.array(lines[0].baseline)
+    assert base[:, 0].min() <= 22 and base[:, 0].max() >= 378
+    # far apart (gap 10 body heights) or a line step apart: two lines
+    body = np.zeros((200, 400), np.float32)
+    _band(body, 20, 150, 100, 8)
+    _band(body, 230, 380, 100, 8)
+    _band(body, 160, 380, 125, 8)
+    assert len(maps_to_lines(body, None, (400, 200))) == 3
+
+
+def test_short_fragments_dropped_relative_to_page_line_height():
+    body = np.zeros((200, 400), np.float32)
+    _band(body, 20, 380, 60, 8)
+    _band(body, 20, 380, 120, 8)
+    _band(body, 200, 216, 170, 8)  # 2 body heights long: a dot, a loop, a speck
+    _band(body, 100, 300, 190, 3)  # a hairline, well under half the page's body height
+    lines = maps_to_lines(body, None, (400, 200))
+    assert [round(np.mean([p[1] for p in ln.baseline])) for ln in lines] == [60, 120]
+
+
+def test_faint_ink_lines_dropped_when_page_image_given():
+    body = np.zeros((200, 400), np.float32)
+    ink = np.zeros((200, 400), np.float32)
+    for y, strength in ((60, 0.8), (100, 0.7), (140, 0.15)):  # the third is bleed-through
+        _band(body, 20, 380, y, 8)
+        ink[y - 8:y, 20:380:3] = strength  # strokes every third column
+    assert len(maps_to_lines(body, None, (400, 200))) == 3
+    lines = maps_to_lines(body, None, (400, 200), ink=ink)
+    assert [round(np.mean([p[1] for p in ln.baseline])) for ln in lines] == [60, 100]
+    with pytest.raises(ValueError, match="shape"):
+        maps_to_lines(body, None, (400, 200), ink=ink[:10])
