@@ -34,7 +34,7 @@ django.setup()
 
 from celery import Celery  # noqa: E402
 from django.conf import settings  # noqa: E402
-from kombu import Queue  # noqa: E402
+from kombu import Exchange, Queue  # noqa: E402
 
 TRANSCRIBE_QUEUE = "transcribe"
 TRAIN_QUEUE = "train"
@@ -52,8 +52,11 @@ app.conf.update(
     task_serializer="json",
     result_serializer="json",
     accept_content=["json"],
-    task_queues=(Queue(TRANSCRIBE_QUEUE), Queue(TRAIN_QUEUE)),
+    task_queues=tuple(Queue(name, Exchange(name, type="direct"), routing_key=name)
+                      for name in (TRANSCRIBE_QUEUE, TRAIN_QUEUE)),
     task_default_queue=TRANSCRIBE_QUEUE,
+    task_default_exchange=TRANSCRIBE_QUEUE,
+    task_default_routing_key=TRANSCRIBE_QUEUE,
     task_routes={
         "workers.tasks.transcribe_page": {"queue": TRANSCRIBE_QUEUE},
         "workers.tasks.requeue_stuck_jobs": {"queue": TRANSCRIBE_QUEUE},

@@ -151,12 +151,12 @@ def retry_later(job: TranscriptionJob, code: str, message: str) -> bool:
     return True
 
 
-def requeue_stuck_jobs(now=None) -> dict:
+def requeue_stuck_jobs(now=None, enqueue=enqueue_transcription) -> dict:
     """Find jobs stuck in `queued` or `running` past QUIRE_JOB_STUCK_AFTER_S and send them again.
 
     A re-sent `queued` job (its message was lost) counts an attempt, as a restarted `running` one
     does when it starts again; a job with QUIRE_JOB_MAX_ATTEMPTS attempts fails with code `stuck`
-    instead. The deadline must exceed the task's hard time limit, so a job that is merely slow is
+    instead. `enqueue(job_id)` sends the message. The deadline must exceed the task's hard time limit, so a job that is merely slow is
     never taken for a lost one. Returns {"requeued": [ids], "failed": [ids]}.
     """
     now = now or timezone.now()
@@ -176,7 +176,7 @@ def requeue_stuck_jobs(now=None) -> dict:
             moved = retry_later(job, "requeued", "the worker running it was lost")
         if not moved:
             continue
-        enqueue_transcription(job.pk)
+        enqueue(job.pk)
         outcome["requeued"].append(job.pk)
     if any(outcome.values()):
         log.warning("sweep of stuck jobs: %s", outcome)

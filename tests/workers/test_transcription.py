@@ -91,7 +91,7 @@ def test_corrupt_stored_image_is_a_page_image_error(media, user):
         transcription.read_page_image(job)
 
 
-def test_sweep_requeues_lost_jobs_and_fails_hopeless_ones(media, user, settings, django_capture_on_commit_callbacks):
+def test_sweep_requeues_lost_jobs_and_fails_hopeless_ones(media, user, settings):
     settings.QUIRE_JOB_STUCK_AFTER_S = 600
     settings.QUIRE_JOB_MAX_ATTEMPTS = 3
     old = timezone.now() - timedelta(seconds=601)
@@ -103,11 +103,13 @@ def test_sweep_requeues_lost_jobs_and_fails_hopeless_ones(media, user, settings,
     TranscriptionJob.objects.filter(pk=dead_worker.pk).update(state="running", started_at=old, attempts=1)
     TranscriptionJob.objects.filter(pk=hopeless.pk).update(state="running", started_at=old, attempts=3)
     TranscriptionJob.objects.filter(pk=fresh.pk).update(state="running", started_at=timezone.now(), attempts=1)
-    outcome = transcription.requeue_stuck_jobs()
+    sent = []
+    outcome = transcription.requeue_stuck_jobs(enqueue=sent.append)
     assert outcome == {"requeued": [lost_message.pk, dead_worker.pk], "failed": [hopeless.pk]}
+    assert sent == [lost_message.pk, dead_worker.pk]
     states = dict(TranscriptionJob.objects.values_list("pk", "state"))
     assert states == {lost_message.pk: "queued", dead_worker.pk: "queued", hopeless.pk: "failed",
                       fresh.pk: "running"}
     assert TranscriptionJob.objects.get(pk=lost_message.pk).attempts == 1
     assert TranscriptionJob.objects.get(pk=hopeless.pk).error_code == "stuck"
-    assert transcription.requeue_stuck_jobs() == {"requeued": [], "failed": []}  # just re-queued: not stuck
+    assert transcription.requeue_stuck_jobs(enqueue=sent.append) == {"requeued": [], "failed": []}  # just re-queued: not stuck

@@ -1,8 +1,8 @@
 """Send transcription jobs to the `transcribe` queue, by task name (quire never imports workers).
 
-Where the workers' Celery app is loaded in this process (a worker, the embedded mode, tests), its
-registered task is used, so `CELERY_TASK_ALWAYS_EAGER` runs the job in-process. Elsewhere (the web
-server) a light client app publishes the message by name. A message that cannot be published is
+Messages are published by name through a light client app built from the current settings (so
+it follows `CELERY_BROKER_URL` wherever it points). With `CELERY_TASK_ALWAYS_EAGER` and the
+workers' Celery app loaded in this process (embedded mode), the registered task runs in-process. A message that cannot be published is
 logged and the job stays `queued`: the periodic sweep (`requeue_stuck_jobs`) sends it again.
 """
 
@@ -19,12 +19,12 @@ TRANSCRIBE_QUEUE = "transcribe"
 
 
 @functools.cache
-def _client() -> Celery:
-    """A publisher-only Celery app configured from Django settings (built once per process)."""
+def _client(broker_url: str, result_backend: str) -> Celery:
+    """A publisher-only Celery app for one broker (built once per process and URL)."""
     app = Celery("quire-client", set_as_current=False)
     app.conf.update(
-        broker_url=settings.CELERY_BROKER_URL,
-        result_backend=settings.CELERY_RESULT_BACKEND,
+        broker_url=broker_url,
+        result_backend=result_backend,
         task_serializer="json",
         accept_content=["json"],
         broker_connection_timeout=3,
@@ -36,12 +36,12 @@ def _client() -> Celery:
 
 def enqueue_transcription(job_id: int) -> bool:
     """Queue `transcribe_page(job_id)`; True when the message was handed to the broker (or ran eagerly)."""
-    task = current_app.tasks.get(TRANSCRIBE_TASK)
     try:
-        if task is not None:
-            task.apply_async((job_id,), queue=TRANSCRIBE_QUEUE)
+        if settings.CELERY_TASK_ALWAYS_EAGER and TRANSCRIBE_TASK in current_app.tasks:
+            current_app.tasks[TRANSCRIBE_TASK].apply_async((job_id,), queue=TRANSCRIBE_QUEUE)
         else:
-            _client().send_task(TRANSCRIBE_TASK, (job_id,), queue=TRANSCRIBE_QUEUE)
+            client = _client(settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND)
+            client.send_task(TRANSCRIBE_TASK, (job_id,), queue=TRANSCRIBE_QUEUE, routing_key=TRANSCRIBE_QUEUE)
     except Exception:  # broker unreachable (kombu/redis errors): the sweep will re-send
         log.warning("could not queue transcription job %s; it stays queued for the sweep", job_id, exc_info=True)
         return False
