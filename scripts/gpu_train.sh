@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command a lent GPU machine runs (see README, "Training on a GPU"): trains the recognizer and
 # the detector side by side for BUDGET seconds, then measures GPU inference throughput, and leaves
-# weights, model cards and logs in $OUT. Needs .gpu_data/ (scripts/make_gpu_data.sh) carried along.
+# weights, model cards and logs in $OUT. Needs .gpu_data/ and .whl/ (scripts/make_gpu_data.sh) carried along:
+#   device run: command "OUT=$OUT bash scripts/gpu_train.sh", carry [".gpu_data", ".whl"], timeout_s 590
 set -u
 OUT=${OUT:-runs/gpu_out}
 BUDGET=${BUDGET:-480}
@@ -11,6 +12,12 @@ REC_WORKERS=${REC_WORKERS:-11}
 DET_WORKERS=${DET_WORKERS:-4}
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT" runs
+# The GPU image lacks some of our pure-Python-adjacent packages (rapidfuzz): scripts/make_gpu_data.sh
+# downloads their cp312 wheels into .whl/, which must be carried along with .gpu_data.
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+$PY -c "import rapidfuzz, cv2, PIL" || { echo "missing packages on the GPU machine: carry .whl (see scripts/make_gpu_data.sh)"; exit 2; }
 LOG="$OUT/gpu_run.log"
 {
   date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc

@@ -33,4 +33,8 @@ random.Random(0).shuffle(rows)
 open('.gpu_data/text/austen_lines.txt', 'w', encoding='utf-8').write('\n'.join(rows[:25000]) + '\n')
 "
 [ -f .gpu_data/detector/meta.json ] || $PY -m ml.detect.pack --out .gpu_data/detector
-du -sh .gpu_data/*
+# wheels the GPU image lacks (Python 3.12 there), installed by scripts/gpu_train.sh
+mkdir -p .whl
+ls .whl/rapidfuzz-*.whl >/dev/null 2>&1 || $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl rapidfuzz
+du -sh .gpu_data/* .whl
