@@ -19,12 +19,14 @@ TRANSCRIBE_QUEUE = "transcribe"
 
 
 @functools.cache
-def _client(broker_url: str, result_backend: str) -> Celery:
-    """A publisher-only Celery app for one broker (built once per process and URL)."""
+def _client(broker_url: str) -> Celery:
+    """A publisher-only Celery app for one broker (built once per process and URL).
+
+    It has no result backend: the job row, not a Celery result, says how a job went.
+    """
     app = Celery("quire-client", set_as_current=False)
     app.conf.update(
         broker_url=broker_url,
-        result_backend=result_backend,
         task_serializer="json",
         accept_content=["json"],
         broker_connection_timeout=3,
@@ -40,7 +42,7 @@ def enqueue_transcription(job_id: int) -> bool:
         if settings.CELERY_TASK_ALWAYS_EAGER and TRANSCRIBE_TASK in current_app.tasks:
             current_app.tasks[TRANSCRIBE_TASK].apply_async((job_id,), queue=TRANSCRIBE_QUEUE)
         else:
-            client = _client(settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND)
+            client = _client(settings.CELERY_BROKER_URL)
             client.send_task(TRANSCRIBE_TASK, (job_id,), queue=TRANSCRIBE_QUEUE, routing_key=TRANSCRIBE_QUEUE)
     except Exception:  # broker unreachable (kombu/redis errors): the sweep will re-send
         log.warning("could not queue transcription job %s; it stays queued for the sweep", job_id, exc_info=True)
