@@ -4,6 +4,8 @@
     det = LineDetector.load()               # shipped ml/artifacts/detector.pt
     lines = det.detect(gray)                # gray: uint8 (H, W) page
     lines[0].polygon, .baseline, .bbox, .confidence   # original page pixels, reading order
+    page = det.detect_page(gray)            # PageLines: .lines, .orientation_confidence, .upright
+    page.upright                            # False: page probably rotated by 90° (or not text)
 
 The page is downscaled so its long side is ``input_long`` (1024) px, padded to a multiple of 32,
 run through ``model.LineUNet`` and the body map is turned into lines by ``postprocess``.
@@ -17,9 +19,9 @@ import numpy as np
 import torch
 
 from ml.detect.model import LineUNet
-from ml.detect.postprocess import DetectedLine, maps_to_lines
+from ml.detect.postprocess import ORIENTATION_MIN, DetectedLine, PageLines, analyze_maps
 
-__all__ = ["LineDetector", "DetectedLine", "DEFAULT_PATH", "FORMAT"]
+__all__ = ["LineDetector", "DetectedLine", "PageLines", "DEFAULT_PATH", "FORMAT", "ORIENTATION_MIN"]
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "artifacts" / "detector.pt"
 FORMAT = "quire-detector/1"
@@ -90,12 +92,17 @@ class LineDetector:
         body, base, _ = self.maps(gray)
         return body, base
 
-    def detect(self, gray: np.ndarray) -> list[DetectedLine]:
-        """Lines of a uint8 (H, W) page in reading order, in the page's own pixels.
+    def detect_page(self, gray: np.ndarray) -> PageLines:
+        """Lines of a uint8 (H, W) page in reading order, in the page's own pixels, with the
+        page's orientation confidence (see ``postprocess.PageLines``).
 
         Post-processing settings: the module defaults of ``postprocess`` (chosen on the dev
         pages), overridden by the artifact's config ``postprocess`` where it sets any.
         """
         body, base, ink = self.maps(gray)
         pp = self.config.get("postprocess", {})
-        return maps_to_lines(body, base, (gray.shape[1], gray.shape[0]), ink=ink, **pp)
+        return analyze_maps(body, base, (gray.shape[1], gray.shape[0]), ink=ink, **pp)
+
+    def detect(self, gray: np.ndarray) -> list[DetectedLine]:
+        """Lines of a uint8 (H, W) page in reading order, in the page's own pixels."""
+        return self.detect_page(gray).lines
