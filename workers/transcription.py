@@ -156,8 +156,9 @@ def requeue_stuck_jobs(now=None, enqueue=enqueue_transcription) -> dict:
 
     A re-sent `queued` job (its message was lost) counts an attempt, as a restarted `running` one
     does when it starts again; a job with QUIRE_JOB_MAX_ATTEMPTS attempts fails with code `stuck`
-    instead. `enqueue(job_id)` sends the message. The deadline must exceed the task's hard time limit, so a job that is merely slow is
-    never taken for a lost one. Returns {"requeued": [ids], "failed": [ids]}.
+    instead. `enqueue(job_id)` sends the message. The deadline must exceed the task's hard time
+    limit, so a job that is merely slow is never taken for a lost one.
+    Returns {"requeued": [ids], "failed": [ids]}.
     """
     now = now or timezone.now()
     deadline = now - timedelta(seconds=settings.QUIRE_JOB_STUCK_AFTER_S)

@@ -1,5 +1,6 @@
 """Fixtures of the platform tests: filesystem storage in a temporary folder, two users."""
 import pytest
+
 from tests.platform.factories import make_user
 
 

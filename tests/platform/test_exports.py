@@ -1,11 +1,11 @@
 """Exports: txt, JSON, PAGE XML 2019 and ALTO 4.4, valid against the official schemas, escaped."""
+import io
 import json
 import zipfile
-import io
 
 import pytest
 
-from quire.documents.exports import (ALTO_NS, PAGE_NS, export_page, render, to_json, to_txt, zip_pages)
+from quire.documents.exports import ALTO_NS, PAGE_NS, export_page, render, to_json, to_txt, zip_pages
 from tests.platform.xml_schemas import assert_valid
 
 TRICKY = ["Fish & Chips <b>not a tag</b>", "Œuvres — “Québec” ½ ü 漢字 🙂", "a\x07b"]

@@ -9,7 +9,7 @@ from django.utils import timezone
 from ml.pipeline import Canceled, LineResult, PageImageError, PageResult
 from quire.documents.models import Line
 from quire.documents.storage import get_bytes, result_key
-from quire.jobs.models import JobState, TranscriptionJob
+from quire.jobs.models import TranscriptionJob
 from tests.platform.factories import finish_job, make_page, make_user
 from workers import transcription
 

@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from quire.documents import exports
+from quire.documents.ingest import safe_display_name
 from quire.documents.models import Document, Line, LineVersion, Page
 from quire.documents.storage import StorageUnavailable, get_bytes
 from quire.documents.uploads import UploadOutcome, UploadRejected, prepare_upload, store_upload
@@ -61,13 +62,21 @@ def _attachment(data: bytes, content_type: str, filename: str) -> HttpResponse:
     return response
 
 
-def _state_filter(queryset, request, field: str = "state"):
+def _over_limit(upload) -> str | None:
+    """The 413 message for an uploaded file over QUIRE_MAX_UPLOAD_BYTES (checked before reading it)."""
+    limit = settings.QUIRE_MAX_UPLOAD_BYTES
+    if upload.size <= limit:
+        return None
+    return f"{safe_display_name(upload.name)}: file of {upload.size} bytes exceeds the limit of {limit} bytes"
+
+
+def _state_filter(queryset, request):
     state = request.query_params.get("state")
     if state is None:
         return queryset
     if state not in JobState.values:
         raise ApiError(400, f"unknown state {state!r}; choose one of {', '.join(JobState.values)}")
-    return queryset.filter(**{field: state})
+    return queryset.filter(state=state)
 
 
 def _int_param(request, name: str) -> int | None:
@@ -100,7 +109,8 @@ def _accept(request, files: list[tuple[bytes, str]], document: Document | None,
                     document = Document.objects.create(owner=request.user, name=name[:255])
                 outcomes.append(store_upload(request.user, prepared, document))
         except UploadRejected as exc:
-            errors.append({"filename": filename, "status": exc.status_code, "detail": exc.message})
+            errors.append({"filename": safe_display_name(filename), "status": exc.status_code,
+                           "detail": exc.message})
         except StorageUnavailable as exc:
             raise ApiError(503, f"storage unavailable, try again later ({exc})", "storage_unavailable") from exc
     return outcomes, errors
@@ -183,14 +193,10 @@ class PageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                 document = Document.objects.for_user(request.user).get(pk=int(document_id))
             except (ValueError, Document.DoesNotExist):
                 raise ApiError(400, f"no document with id {document_id!r}") from None
-        files = []
-        limit = settings.QUIRE_MAX_UPLOAD_BYTES
-        too_big = []
+        files, too_big = [], []
         for upload in uploads:
-            if upload.size > limit:  # refuse before reading it into memory
-                too_big.append({"filename": upload.name, "status": 413,
-                                "detail": f"{upload.name}: file of {upload.size} bytes exceeds the limit of "
-                                          f"{limit} bytes"})
+            if message := _over_limit(upload):
+                too_big.append({"filename": safe_display_name(upload.name), "status": 413, "detail": message})
             else:
                 files.append((upload.read(), upload.name))
         outcomes, errors = _accept(request, files, document, request.data.get("document_name") or None,
@@ -300,9 +306,8 @@ class TranscribeView(APIView):
 
     def _image(self, request) -> tuple[bytes, str]:
         if upload := request.FILES.get("file"):
-            if upload.size > settings.QUIRE_MAX_UPLOAD_BYTES:
-                raise ApiError(413, f"{upload.name}: file of {upload.size} bytes exceeds the limit of "
-                                    f"{settings.QUIRE_MAX_UPLOAD_BYTES} bytes")
+            if message := _over_limit(upload):
+                raise ApiError(413, message)
             return upload.read(), upload.name
         encoded = request.data.get("image")
         if not isinstance(encoded, str) or not encoded:

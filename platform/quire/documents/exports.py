@@ -171,7 +171,9 @@ def to_json(page: ExportPage) -> dict:
 
 def to_page_xml(page: ExportPage) -> bytes:
     """PAGE XML 2019-07-15: one TextRegion holding the lines (Coords, Baseline, TextEquiv)."""
-    E = lambda tag, **attrs: etree.Element(f"{{{PAGE_NS}}}{tag}", {k: v for k, v in attrs.items() if v is not None})  # noqa: E731
+    def E(tag, **attrs):
+        return etree.Element(f"{{{PAGE_NS}}}{tag}", {k: v for k, v in attrs.items() if v is not None})
+
     root = etree.Element(f"{{{PAGE_NS}}}PcGts", nsmap={None: PAGE_NS, "xsi": XSI_NS})
     root.set(f"{{{XSI_NS}}}schemaLocation", f"{PAGE_NS} {PAGE_XSD_URL}")
     meta = etree.SubElement(root, f"{{{PAGE_NS}}}Metadata")

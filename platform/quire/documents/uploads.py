@@ -86,8 +86,9 @@ def prepare_upload(user, data: bytes, filename: str, *, force: bool = False) -> 
 
     Returns the earlier UploadOutcome (pages flagged `duplicate`) when the same user already
     uploaded identical bytes and `force` is False, else a PreparedUpload. `filename` is cleaned
-    by `ingest.safe_display_name` and used for messages and display only. Raises UploadRejected: 413 over the byte or pixel limit, 400/415
-    for empty, broken or non-image files (the message names the file).
+    by `ingest.safe_display_name` and used for messages and display only. Raises UploadRejected:
+    413 over the byte or pixel limit, 400/415 for empty, broken or non-image files (the message
+    names the file).
     """
     filename = safe_display_name(filename)
     if len(data) > settings.QUIRE_MAX_UPLOAD_BYTES:

@@ -2,8 +2,9 @@
 
 Messages are published by name through a light client app built from the current settings (so
 it follows `CELERY_BROKER_URL` wherever it points). With `CELERY_TASK_ALWAYS_EAGER` and the
-workers' Celery app loaded in this process (embedded mode), the registered task runs in-process. A message that cannot be published is
-logged and the job stays `queued`: the periodic sweep (`requeue_stuck_jobs`) sends it again.
+workers' Celery app loaded in this process (embedded mode), the registered task runs in-process.
+A message that cannot be published is logged and the job stays `queued`: the periodic sweep
+(`requeue_stuck_jobs`) sends it again.
 """
 
 import functools
