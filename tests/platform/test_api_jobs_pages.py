@@ -180,3 +180,10 @@ def test_schema_and_docs_pages(alice):
     assert schema.status_code == 200 and "/api/v1/pages/{id}/export/" in schema.json()["paths"]
     docs = client.get("/api/docs/")
     assert docs.status_code == 200 and b"swagger-ui" in docs.content
+
+
+def test_openapi_schema_has_no_warnings(tmp_path):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
+    assert "/api/v1/transcribe/" in (tmp_path / "schema.yml").read_text()
