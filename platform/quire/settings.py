@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "quire.jobs",
     "quire.registry",
     "quire.api",
+    "quire.web",
     # Embedded mode (`manage.py transcribe`): lives in workers/, quire itself never imports it.
     "workers.embedded",
 ]

@@ -1,4 +1,5 @@
-"""Root URL map: admin, the versioned API under /api/v1/, the OpenAPI schema and its docs pages."""
+"""Root URL map: admin, the versioned API under /api/v1/, the OpenAPI schema and its docs pages, and
+the web page at the site root (quire.web)."""
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
@@ -9,4 +10,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("", include("quire.web.urls")),
 ]

@@ -1,0 +1,129 @@
+"""Views of the web page. Every query is scoped to `request.user` (`for_user`), so another user's
+document, page or job is a 404, exactly as in the API. The pages are server-rendered; live job
+state, uploads, corrections and exports go through the JSON API (`static/quire/web/*.js`).
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Prefetch, Q
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+
+from quire.api.serializers import EXPORT_FORMATS
+from quire.documents.models import Document, Page
+from quire.jobs.models import JobState, TrainingJob, TranscriptionJob
+from quire.registry.models import ModelVersion
+
+LOGIN_URL = "web:login"
+JOBS_SHOWN = 100
+EXPORT_LABELS = {"txt": "Text", "json": "JSON", "page": "PAGE XML", "alto": "ALTO"}
+assert set(EXPORT_LABELS) == set(EXPORT_FORMATS), "a label per API export format"
+
+
+def _latest_jobs() -> Prefetch:
+    """Prefetch of each page's jobs, newest first (the first one is the page's current job)."""
+    return Prefetch("jobs", TranscriptionJob.objects.order_by("-created_at", "-id"), to_attr="jobs_newest")
+
+
+def _with_job(pages):
+    """Attach `page.job` (newest job or None) to each page of an iterable prefetched with `_latest_jobs`."""
+    pages = list(pages)
+    for page in pages:
+        page.job = page.jobs_newest[0] if page.jobs_newest else None
+    return pages
+
+
+@login_required(login_url=LOGIN_URL)
+@require_http_methods(["GET", "POST"])
+def document_list(request):
+    """The user's documents with page counts and job states; POST `name` creates a document."""
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()
+        if not name:
+            messages.error(request, "A document needs a name.")
+            return redirect("web:documents")
+        if len(name) > 255:
+            messages.error(request, "A document name has at most 255 characters.")
+            return redirect("web:documents")
+        document = Document.objects.create(owner=request.user, name=name)
+        return redirect("web:document", pk=document.pk)
+    counts = {f"n_{state}": Count("pages__jobs", filter=Q(pages__jobs__state=state), distinct=True)
+              for state in JobState.values}
+    documents = (Document.objects.for_user(request.user)
+                 .annotate(page_count=Count("pages", distinct=True), **counts)
+                 .order_by("-created_at", "-id"))
+    return render(request, "quire/web/document_list.html",
+                  {"documents": documents, "nav": "documents"})
+
+
+@login_required(login_url=LOGIN_URL)
+def document_detail(request, pk: int):
+    """One document: drop zone for uploads, its pages with live job state, document exports."""
+    document = get_object_or_404(Document.objects.for_user(request.user), pk=pk)
+    pages = _with_job(document.pages.annotate(line_count=Count("lines"))
+                      .prefetch_related(_latest_jobs()).order_by("order", "id"))
+    return render(request, "quire/web/document_detail.html",
+                  {"document": document, "pages": pages, "export_labels": EXPORT_LABELS, "nav": "documents"})
+
+
+@login_required(login_url=LOGIN_URL)
+def page_detail(request, pk: int):
+    """One page: image with line polygons, editable transcription, exports (lines come from the API)."""
+    page = get_object_or_404(Page.objects.for_user(request.user).select_related("document")
+                             .prefetch_related(_latest_jobs()), pk=pk)
+    page = _with_job([page])[0]
+    siblings = list(page.document.pages.order_by("order", "id").values_list("pk", flat=True))
+    position = siblings.index(page.pk)
+    return render(request, "quire/web/page_detail.html", {
+        "page": page, "document": page.document, "export_labels": EXPORT_LABELS, "nav": "documents",
+        "position": position + 1, "page_total": len(siblings),
+        "previous_pk": siblings[position - 1] if position > 0 else None,
+        "next_pk": siblings[position + 1] if position + 1 < len(siblings) else None,
+    })
+
+
+@login_required(login_url=LOGIN_URL)
+def job_list(request):
+    """The user's most recent transcription jobs, live (state, progress, time, error, retry/cancel)."""
+    jobs = (TranscriptionJob.objects.for_user(request.user).select_related("page__document")
+            .order_by("-created_at", "-id")[:JOBS_SHOWN])
+    return render(request, "quire/web/job_list.html", {"jobs": jobs, "limit": JOBS_SHOWN, "nav": "jobs"})
+
+
+def flatten_metrics(metrics: dict, prefix: str = "") -> dict[str, object]:
+    """Nested metrics as one level: {"cer": {"dev": 0.1}, "params": 3} → {"cer · dev": 0.1, "params": 3}.
+
+    Lists and other values are kept as they are (rendered as text).
+    """
+    flat: dict[str, object] = {}
+    for key, value in (metrics or {}).items():
+        name = f"{prefix} · {key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(flatten_metrics(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def metrics_table(versions: list[ModelVersion]) -> list[tuple[str, list[object]]]:
+    """Rows (metric name, [value per version, None where missing]) over the union of metric names."""
+    flats = [flatten_metrics(v.metrics) for v in versions]
+    names = sorted({name for flat in flats for name in flat})
+    return [(name, [flat.get(name) for flat in flats]) for name in names]
+
+
+@login_required(login_url=LOGIN_URL)
+def model_list(request):
+    """Staff only (404 for others): model versions per kind with their metrics side by side, and
+    recent training jobs. Retraining, promote and roll back (issue 5) plug into the
+    `model-actions` cells and the `training-actions` block of the template."""
+    if not request.user.is_staff:
+        raise Http404("no such page")
+    kinds = []
+    for kind, label in ModelVersion.Kind.choices:
+        versions = list(ModelVersion.objects.filter(kind=kind).select_related("parent", "created_by")
+                        .order_by("-created_at", "-id"))
+        kinds.append({"kind": kind, "label": label, "versions": versions, "rows": metrics_table(versions)})
+    trainings = TrainingJob.objects.select_related("created_by").order_by("-created_at", "-id")[:20]
+    return render(request, "quire/web/model_list.html", {"kinds": kinds, "trainings": trainings, "nav": "models"})
