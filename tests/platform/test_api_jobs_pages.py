@@ -88,7 +88,17 @@ def test_page_detail_lines_in_reading_order_and_image(alice):
     with Image.open(io.BytesIO(image.content)) as decoded:
         assert decoded.size == (400, 300) and decoded.mode == "L"
     filtered = client.get(f"/api/v1/pages/?document={page.document_id}").json()
-    assert [p["id"] for p in filtered["results"]] == [page.pk]
+    assert [p["id"] for p in filtered["results"]] == [page.pk] and filtered["results"][0]["state"] == "queued"
+
+
+def test_pages_filter_by_latest_job_state(alice):
+    done, job = make_page(alice)
+    finish_job(job, ["x"])
+    waiting, _ = make_page(alice)
+    client = client_for(alice)
+    assert [p["id"] for p in client.get("/api/v1/pages/?state=succeeded").json()["results"]] == [done.pk]
+    assert [p["id"] for p in client.get("/api/v1/pages/?state=queued").json()["results"]] == [waiting.pk]
+    assert client.get(f"/api/v1/pages/{done.pk}/").json()["state"] == "succeeded"
 
 
 def _texts(content: bytes, fmt: str) -> list[str]:

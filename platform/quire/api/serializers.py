@@ -38,11 +38,13 @@ class LineSerializer(serializers.ModelSerializer):
 class PageSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:page-detail")
     image_url = serializers.SerializerMethodField()
+    state = serializers.ChoiceField(choices=JobState.choices, read_only=True, allow_null=True,
+                                    help_text="State of the page's latest transcription job.")
 
     class Meta:
         model = Page
         fields = ["id", "url", "document", "order", "filename", "frame_index", "source_format", "width", "height",
-                  "sha256", "image_url", "created_at"]
+                  "sha256", "state", "image_url", "created_at"]
         read_only_fields = fields
 
     def get_image_url(self, page: Page) -> str:

@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Prefetch
+from django.db.models import Count, OuterRef, Prefetch, Subquery
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -153,16 +153,20 @@ class DocumentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
 
 class PageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """Pages: upload (`POST`, multipart `files`), list, detail with lines, image and exports."""
+    """Pages: upload (`POST`, multipart `files`), list (`?state=` of the latest job, `?document=`),
+    detail with lines, image and exports."""
 
     lookup_value_converter = "int"
 
     parser_classes = [MultiPartParser, FormParser]
 
     def get_queryset(self):
-        queryset = Page.objects.for_user(self.request.user)
-        if self.action == "list" and (document := _int_param(self.request, "document")) is not None:
-            queryset = queryset.filter(document_id=document)
+        latest_job = TranscriptionJob.objects.filter(page=OuterRef("pk")).order_by("-created_at", "-id")
+        queryset = Page.objects.for_user(self.request.user).annotate(state=Subquery(latest_job.values("state")[:1]))
+        if self.action == "list":
+            queryset = _state_filter(queryset, self.request)
+            if (document := _int_param(self.request, "document")) is not None:
+                queryset = queryset.filter(document_id=document)
         if self.action in ("retrieve", "export"):
             queryset = queryset.prefetch_related(Prefetch("lines", Line.objects.order_by("index")))
         return queryset
@@ -354,6 +358,6 @@ class TranscribeView(APIView):
             return Response({"job": job_data, "state": job.state}, status=code,
                             headers={"Location": job_data["url"]})
         page = Page.objects.prefetch_related(Prefetch("lines", Line.objects.order_by("index"))).get(pk=job.page_id)
-        body = {"job": job_data, "state": job.state, **PageDetailSerializer(page, context={"request": request}).data}
+        body = {**PageDetailSerializer(page, context={"request": request}).data, "job": job_data, "state": job.state}
         return Response(body, status=status.HTTP_200_OK)
 
