@@ -51,10 +51,15 @@ def start_job(job_id: int) -> TranscriptionJob | None:
     """Move the job to `running` (counting an attempt) and return it.
 
     None when the job is gone or already final (a duplicate delivery: nothing to do). A job found
-    `running` was left so by a worker that died (acks_late redelivery) and is started again.
+    `running` was left so by a worker that died (acks_late redelivery) and is started again,
+    unless it already had QUIRE_JOB_MAX_ATTEMPTS attempts: then it fails with `worker_lost`, so a
+    page that kills its worker cannot do so forever.
     """
     job = TranscriptionJob.objects.filter(pk=job_id).first()
     if job is None or job.is_final:
+        return None
+    if job.state == JobState.RUNNING and job.attempts >= settings.QUIRE_JOB_MAX_ATTEMPTS:
+        fail_job(job, "worker_lost", f"the worker running this job was lost {job.attempts} times")
         return None
     try:
         job.transition(JobState.RUNNING)

@@ -83,6 +83,16 @@ def test_redelivery_of_running_job_reruns_and_replaces_lines(media, user):
     assert list(page.lines.values_list("text", flat=True)) == ["x", "y"]
 
 
+def test_a_page_that_keeps_killing_its_worker_fails(media, user, settings):
+    settings.QUIRE_JOB_MAX_ATTEMPTS = 2
+    _, job = make_page(user)
+    transcription.start_job(job.pk)  # attempt 1: the worker dies
+    assert transcription.start_job(job.pk).attempts == 2  # redelivered: attempt 2, dies again
+    assert transcription.start_job(job.pk) is None
+    job.refresh_from_db()
+    assert (job.state, job.error_code) == ("failed", "worker_lost")
+
+
 def test_corrupt_stored_image_is_a_page_image_error(media, user):
     page, job = make_page(user)
     default_storage.delete(page.image.name)
