@@ -7,6 +7,7 @@ from .models import Document, Line, LineVersion, Page
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
     list_display = ("id", "name", "owner", "created_at")
+    list_select_related = ("owner",)
     search_fields = ("name", "owner__username")
     raw_id_fields = ("owner",)
 
@@ -14,6 +15,7 @@ class DocumentAdmin(admin.ModelAdmin):
 @admin.register(Page)
 class PageAdmin(admin.ModelAdmin):
     list_display = ("id", "document", "order", "filename", "width", "height", "created_at")
+    list_select_related = ("document",)
     search_fields = ("filename", "sha256", "document__name")
     raw_id_fields = ("document",)
     readonly_fields = ("sha256", "original", "image", "width", "height", "source_format", "frame_index")
@@ -30,6 +32,7 @@ class LineVersionInline(admin.TabularInline):
 @admin.register(Line)
 class LineAdmin(admin.ModelAdmin):
     list_display = ("id", "page", "index", "text", "confidence", "is_ground_truth")
+    list_select_related = ("page__document",)
     list_filter = ("is_ground_truth",)
     search_fields = ("text",)
     raw_id_fields = ("page",)

@@ -10,6 +10,7 @@ _STATE_FIELDS = ("state", "progress", "attempts", "created_at", "started_at", "f
 @admin.register(TranscriptionJob)
 class TranscriptionJobAdmin(admin.ModelAdmin):
     list_display = ("id", "page", "state", "progress", "attempts", "created_at", "finished_at", "error_code")
+    list_select_related = ("page__document",)
     list_filter = ("state", "error_code")
     raw_id_fields = ("page",)
     readonly_fields = _STATE_FIELDS + ("models_used", "timings", "result")
@@ -18,5 +19,6 @@ class TranscriptionJobAdmin(admin.ModelAdmin):
 @admin.register(TrainingJob)
 class TrainingJobAdmin(admin.ModelAdmin):
     list_display = ("id", "kind", "state", "progress", "created_by", "created_at", "finished_at")
+    list_select_related = ("created_by",)
     list_filter = ("kind", "state")
     readonly_fields = _STATE_FIELDS + ("metrics",)
