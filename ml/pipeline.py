@@ -57,6 +57,8 @@ class PageResult:
     lines: list[LineResult]
     timings: dict[str, float]
     models: dict[str, str]
+    orientation_confidence: float = 1.0  # see ml.detect.postprocess.PageLines
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -128,7 +130,12 @@ class PagePipeline:
             if should_cancel is not None and should_cancel():
                 raise Canceled("transcription canceled")
 
-        detected = self.detector.detect(gray)
+        page_lines = self.detector.detect_page(gray)
+        detected = page_lines.lines
+        warnings = []
+        if detected and not page_lines.upright:
+            warnings.append(f"the page may be rotated by 90°: its lines look unlike upright text "
+                            f"(orientation confidence {page_lines.orientation_confidence:.2f})")
         t_detect = time.perf_counter() - t0
         if progress:
             progress(0.1)
@@ -161,4 +168,5 @@ class PagePipeline:
             progress(1.0)
         timings = {"detect": round(t_detect, 4), "recognize": round(t_recognize, 4),
                    "total": round(time.perf_counter() - t0, 4)}
-        return PageResult(gray.shape[1], gray.shape[0], lines, timings, self.models)
+        return PageResult(gray.shape[1], gray.shape[0], lines, timings, self.models,
+                          round(float(page_lines.orientation_confidence), 4), warnings)

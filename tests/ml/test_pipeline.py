@@ -1,0 +1,89 @@
+"""The shipped models read a committed real page (CC-BY, tests/fixtures/ATTRIBUTION.md) and lines."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ml.detect.pages import read_page_xml
+from ml.metrics import ErrorRate
+from ml.pipeline import Canceled, PageImageError, PagePipeline
+from ml.recognizer.data import load_gray, read_lines_jsonl
+from ml.recognizer.predictor import Recognizer
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+PAGE = FIXTURES / "pages" / "copiste_dun_jour_fr" / "alto_wikitexte_0024_2.jpg"
+PAGE_XML = PAGE.with_suffix(".xml")
+
+# Bounds the shipped models meet with a margin (measured values in the closing notes and cards).
+MAX_LINE_CER = 0.40
+MAX_PAGE_CER = 0.45
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> PagePipeline:
+    return PagePipeline.load(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def page_result(pipeline):
+    progress = []
+    result = pipeline.run(load_gray(PAGE), progress=progress.append)
+    return result, progress
+
+
+def test_shipped_recognizer_reads_committed_real_lines():
+    rec = Recognizer.load()
+    records = [r for r in read_lines_jsonl(FIXTURES / "lines.jsonl") if r.handwritten]
+    preds = rec.recognize([load_gray(r.image) for r in records])
+    acc = ErrorRate()
+    for r, p in zip(records, preds):
+        acc.update(r.text, p.text)
+        assert len(p.char_confidences) == len(p.text)
+        assert 0.0 <= p.confidence <= 1.0
+    assert acc.cer <= MAX_LINE_CER, f"CER {acc.cer:.3f} on {acc.lines} fixture lines"
+
+
+def test_page_lines_lie_inside_the_page_in_reading_order(page_result):
+    result, _ = page_result
+    assert result.width > 0 and result.height > 0
+    assert 6 <= len(result.lines) <= 10  # 8 ground-truth lines
+    tops = [line.bbox[1] for line in result.lines]
+    assert tops == sorted(tops)
+    for line in result.lines:
+        x0, y0, x1, y1 = line.bbox
+        assert 0 <= x0 < x1 <= result.width and 0 <= y0 < y1 <= result.height
+        assert all(0 <= x < result.width and 0 <= y < result.height for x, y in line.polygon + line.baseline)
+
+
+def test_page_text_matches_the_ground_truth(page_result):
+    result, _ = page_result
+    truth = read_page_xml(PAGE_XML)
+    ref = " ".join(t["text"] for t in sorted(truth, key=lambda t: min(y for _, y in t["polygon"])))
+    acc = ErrorRate()
+    acc.update(ref, " ".join(line.text for line in result.lines))
+    assert acc.cer <= MAX_PAGE_CER, f"page CER {acc.cer:.3f}"
+
+
+def test_result_is_json_and_progress_ends_at_one(page_result):
+    result, progress = page_result
+    d = json.loads(json.dumps(result.to_dict()))
+    assert d["models"]["recognizer"].startswith("quire-recognizer@")
+    assert set(d["timings"]) == {"detect", "recognize", "total"}
+    assert progress == sorted(progress) and progress[-1] == 1.0
+
+
+def test_cancel_stops_the_run(pipeline):
+    with pytest.raises(Canceled):
+        pipeline.run(load_gray(PAGE), should_cancel=lambda: True)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((0, 5), np.uint8), np.zeros((10, 10), np.float32),
+                                 np.zeros((4, 4, 3), np.uint8), "not an array"])
+def test_bad_page_arrays_are_refused(pipeline, bad):
+    with pytest.raises(PageImageError):
+        pipeline.run(bad)
+
+
+def test_blank_page_gives_no_lines(pipeline):
+    assert pipeline.run(np.full((1200, 900), 245, np.uint8)).lines == []
