@@ -20,8 +20,8 @@ request, Celery workers load the models on their first job); they are not measur
 Reported: uploads per second (accepted uploads / time from the first request sent to the last
 answer), upload latency p50 / p95 / p99 (request sent → answer; gunicorn's queue included), pages
 per minute through the Celery workers (jobs a worker ran to an end / (last ``finished_at`` −
-first ``started_at``); ``succeeded`` says how many of them succeeded) and end to end (final jobs / time from the first upload to the last job seen final,
-1 s polling), the jobs' attempts, and the change from one Celery worker to two.
+first ``started_at``); ``succeeded`` says how many of them succeeded) and end to end (final jobs /
+time from the first upload to the last job seen final, 1 s polling), the jobs' attempts, and the change from one Celery worker to two.
 
 The page is small on purpose, so that the load is about the platform (HTTP, ingest, storage, the
 database, the queue, the workers' bookkeeping) rather than the models: a real handwritten line
@@ -98,17 +98,29 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def list_jobs(base: str, token: str, state: str | None = None) -> list[dict]:
-    """Every job of the user (``GET /api/v1/jobs/``, 200 per page), optionally of one state."""
-    url = f"{base}/api/v1/jobs/?page_size=200" + (f"&state={state}" if state else "")
-    out = []
+def list_jobs(base: str, token: str, wanted: set[int] | None = None) -> list[dict]:
+    """The user's jobs (``GET /api/v1/jobs/``, newest first, 200 per page). With ``wanted``, paging
+    stops once every wanted id was seen (ours are the newest). The list is not filtered by state:
+    jobs moving between states while it is paged would shift the pages under a state filter."""
+    url = f"{base}/api/v1/jobs/?page_size=200"
+    out: list[dict] = []
+    seen: set[int] = set()
     while url:
         status, data, _ = request("GET", url, token)
         if status != 200:
             raise RuntimeError(f"GET {url} answered HTTP {status}: {data}")
         out.extend(data["results"])
+        seen.update(j["id"] for j in data["results"])
+        if wanted is not None and wanted <= seen:
+            break
         url = data.get("next")
     return out
+
+
+def open_jobs(base: str, token: str, ids: set[int]) -> set[int]:
+    """Those of ``ids`` that are not final yet (or not listed at all)."""
+    states = {j["id"]: j["state"] for j in list_jobs(base, token, ids)}
+    return {i for i in ids if states.get(i) not in FINAL}
 
 
 def _parse_time(s: str | None) -> float | None:
@@ -131,7 +143,7 @@ def warm_up(base: str, token: str, timeout: float, n: int = 4) -> None:
         ids = set(ex.map(send, range(n)))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not {j["id"] for s in ("queued", "running") for j in list_jobs(base, token, s)} & ids:
+        if not open_jobs(base, token, ids):
             return
         time.sleep(0.5)
     raise RuntimeError(f"warm-up jobs not final after {timeout:.0f} s")
@@ -147,7 +159,10 @@ def burst(base: str, token: str, pages: list[bytes], timeout: float, check_lines
         body, ctype = multipart([(f"load-{i:04d}.png", pages[i])])
         gate.wait()
         t0 = time.monotonic()
-        status, data, _ = rs.http("POST", f"{base}/api/v1/pages/", token, body, ctype, timeout=600)
+        try:
+            status, data, _ = rs.http("POST", f"{base}/api/v1/pages/", token, body, ctype, timeout=600)
+        except Exception as exc:  # noqa: BLE001 - a reset or timed-out connection is a refused upload
+            status, data = None, repr(exc)
         t1 = time.monotonic()
         jobs = rs.find_jobs(data) if status == 202 else []
         answers[i] = {"status": status, "t0": t0, "t1": t1, "jobs": jobs,
@@ -167,14 +182,14 @@ def burst(base: str, token: str, pages: list[bytes], timeout: float, check_lines
     deadline = time.monotonic() + timeout
     t_final = None
     while time.monotonic() < deadline:
-        open_ids = {j["id"] for s in ("queued", "running") for j in list_jobs(base, token, s)} & ours
+        open_ids = open_jobs(base, token, ours)
         if not open_ids:
             t_final = time.monotonic()
             break
         print(f"  {len(ours) - len(open_ids)}/{len(ours)} final", file=sys.stderr)
         time.sleep(1.0)
 
-    jobs = list_jobs(base, token)
+    jobs = list_jobs(base, token, ours)  # an extra job for one of our pages would be newer, so listed too
     mine = [j for j in jobs if j["id"] in ours]
     per_page: dict[int, int] = {}
     for j in jobs:
