@@ -21,7 +21,8 @@ Reported: uploads per second (accepted uploads / time from the first request sen
 answer), upload latency p50 / p95 / p99 (request sent → answer; gunicorn's queue included), pages
 per minute through the Celery workers (jobs a worker ran to an end / (last ``finished_at`` −
 first ``started_at``); ``succeeded`` says how many of them succeeded) and end to end (final jobs /
-time from the first upload to the last job seen final, 1 s polling), the jobs' attempts, and the change from one Celery worker to two.
+time from the first upload to the last job seen final, 1 s polling), the jobs' attempts, and the
+change from one Celery worker to two.
 
 The page is small on purpose, so that the load is about the platform (HTTP, ingest, storage, the
 database, the queue, the workers' bookkeeping) rather than the models: a real handwritten line
@@ -228,7 +229,8 @@ def burst(base: str, token: str, pages: list[bytes], timeout: float, check_lines
         "upload_seconds": round(last - first, 2),
         "uploads_per_s": round(len(accepted) / (last - first), 1) if last > first else None,
         "latency_s": {"p50": round(percentile(latencies, 50), 3), "p95": round(percentile(latencies, 95), 3),
-                      "p99": round(percentile(latencies, 99), 3), "max": round(max(latencies), 3) if latencies else None},
+                      "p99": round(percentile(latencies, 99), 3),
+                      "max": round(max(latencies), 3) if latencies else None},
         "states": states, "job_errors": errors, "attempts": {str(k): v for k, v in sorted(attempts.items())},
         "lost": lost, "all_final": t_final is not None and lost == 0,
         "duplicated": {"job_ids": len(job_ids) - len(ours), "page_ids": len(page_ids) - len(set(page_ids)),
