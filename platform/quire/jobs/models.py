@@ -140,7 +140,7 @@ class TranscriptionJob(JobBase):
 
 
 class TrainingJob(JobBase):
-    """Fine-tune a model on the `train` queue (driven by the registry's retraining, issue 5)."""
+    """Fine-tune a model on the `train` queue (workers.training); `metrics` holds its live progress."""
 
     class Kind(models.TextChoices):
         DETECTOR = "detector"
@@ -153,7 +153,11 @@ class TrainingJob(JobBase):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = _job_constraints("trainingjob")
+        constraints = _job_constraints("trainingjob") + [
+            # one training job per kind at a time (issue 5): a second queued/running one is refused
+            models.UniqueConstraint(fields=["kind"], condition=Q(state__in=[JobState.QUEUED, JobState.RUNNING]),
+                                    name="trainingjob_one_active_per_kind"),
+        ]
 
     def __str__(self) -> str:
         return f"training {self.kind} #{self.pk} ({self.state})"

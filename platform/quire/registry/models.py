@@ -2,6 +2,7 @@
 
 `ml/` owns the artifact format and its loading; this record says which artifact is in which state.
 The database enforces at most one production version per kind (a partial unique index).
+Promotion, roll-back and the start of a retraining live in `quire.registry.services`.
 """
 
 from django.conf import settings
@@ -26,8 +27,10 @@ class ModelVersion(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     artifact = models.FileField(max_length=255, upload_to="models/")
+    sha256 = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the artifact file (hex).")
     training_job = models.ForeignKey("jobs.TrainingJob", null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    promoted_at = models.DateTimeField(null=True, blank=True, help_text="Last time it became production.")
 
     class Meta:
         ordering = ["kind", "-created_at"]
@@ -40,3 +43,8 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"quire-{self.kind}@{self.version} ({self.state})"
+
+    @property
+    def name(self) -> str:
+        """The name jobs record in `models_used`, e.g. `quire-recognizer@1.2026...`."""
+        return f"quire-{self.kind}@{self.version}"
