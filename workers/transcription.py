@@ -13,7 +13,6 @@ replaced in one transaction, so a page never has two sets of lines.
 import io
 import json
 import logging
-import threading
 from datetime import timedelta
 
 import numpy as np
@@ -31,20 +30,19 @@ from quire.jobs.models import InvalidTransition, JobState, TranscriptionJob
 
 log = logging.getLogger(__name__)
 
+
+#: A pipeline set here (tests, fault injection) is used as is, bypassing the model registry.
 _PIPELINE = None
-_PIPELINE_LOCK = threading.Lock()
 
 
 def load_pipeline():
-    """The shipped page pipeline, loaded once per process (on `QUIRE_DEVICE`) and cached."""
-    global _PIPELINE
-    with _PIPELINE_LOCK:
-        if _PIPELINE is None:
-            from ml.pipeline import PagePipeline
+    """The page pipeline of the production models (registry, env overrides or shipped artifacts),
+    cached per process and re-checked at each call so a promotion is picked up (workers.models)."""
+    if _PIPELINE is not None:
+        return _PIPELINE
+    from .models import current_pipeline
 
-            _PIPELINE = PagePipeline.load(device=settings.QUIRE_DEVICE)
-            log.info("pipeline loaded: %s", _PIPELINE.models)
-    return _PIPELINE
+    return current_pipeline()
 
 
 def start_job(job_id: int) -> TranscriptionJob | None:
