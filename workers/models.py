@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 
 from ml.artifact import ARTIFACTS_DIR, file_sha256
-from quire.documents.storage import StorageUnavailable, get_bytes, put_bytes
+from quire.documents.storage import get_bytes, put_bytes
 from quire.registry.models import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -247,5 +247,7 @@ def current_pipeline():
         return _PIPELINE
 
 
-__all__ = ["StorageUnavailable", "current_pipeline", "register_artifact", "register_shipped_models", "resolve",
-           "local_artifact", "version_path", "read_card", "card_metrics", "artifact_key"]
+def read_card_config(path: str | Path) -> dict:
+    """The model configuration stored in an artifact (e.g. the recognizer's input `height`)."""
+    data = torch.load(Path(path), map_location="cpu", weights_only=True)
+    return dict(data.get("config") or {})

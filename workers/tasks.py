@@ -22,12 +22,13 @@ from ml.pipeline import Canceled, PageImageError
 from quire.documents.storage import StorageUnavailable
 from quire.jobs.models import JobState
 
-from . import transcription
+from . import training, transcription
 from .app import app
 
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = int(os.environ.get("QUIRE_TASK_MAX_RETRIES") or 5)
+TRAIN_SOFT_TIME_LIMIT_S = int(os.environ.get("QUIRE_TRAIN_SOFT_TIME_LIMIT") or 6 * 3600)
 RETRY_BACKOFF_S = float(os.environ.get("QUIRE_RETRY_BACKOFF_S") or 2)
 RETRY_BACKOFF_MAX_S = 300.0
 
@@ -89,3 +90,10 @@ def transcribe_page(self, job_id: int) -> str:
 def requeue_stuck_jobs() -> dict:
     """Periodic sweep (celery beat): re-send jobs stuck in queued/running, fail hopeless ones."""
     return transcription.requeue_stuck_jobs()
+
+
+@app.task(name="workers.tasks.train_model", soft_time_limit=TRAIN_SOFT_TIME_LIMIT_S,
+          time_limit=TRAIN_SOFT_TIME_LIMIT_S + 600)
+def train_model(job_id: int) -> str:
+    """Run TrainingJob `job_id` (fine-tune, evaluate, register a candidate; workers.training)."""
+    return training.execute(job_id)

@@ -212,6 +212,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # model versions and jobs both have a `state` field with different choices
+    "ENUM_NAME_OVERRIDES": {"ModelVersionStateEnum": "quire.registry.models.MODEL_STATES",
+                            "JobStateEnum": "quire.jobs.models.JobState"},
 }
 
 # --- Security (`manage.py check --deploy`) ----------------------------------------------------

@@ -3,7 +3,7 @@ from django.urls import include, path
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
-from . import views
+from . import registry_views, views
 
 app_name = "api"
 
@@ -12,9 +12,12 @@ router.register("documents", views.DocumentViewSet, basename="document")
 router.register("pages", views.PageViewSet, basename="page")
 router.register("jobs", views.JobViewSet, basename="job")
 router.register("lines", views.LineViewSet, basename="line")
+router.register("models", registry_views.ModelVersionViewSet, basename="model")
+router.register("training-jobs", registry_views.TrainingJobViewSet, basename="training-job")
 
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="auth-token"),
     path("transcribe/", views.TranscribeView.as_view(), name="transcribe"),
+    path("ground-truth/import/", registry_views.GroundTruthImportView.as_view(), name="ground-truth-import"),
     path("", include(router.urls)),
 ]

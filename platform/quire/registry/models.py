@@ -48,3 +48,7 @@ class ModelVersion(models.Model):
     def name(self) -> str:
         """The name jobs record in `models_used`, e.g. `quire-recognizer@1.2026...`."""
         return f"quire-{self.kind}@{self.version}"
+
+
+#: The choices of ModelVersion.state, importable by name (drf-spectacular's ENUM_NAME_OVERRIDES).
+MODEL_STATES = ModelVersion.State.choices

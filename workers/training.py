@@ -1,0 +1,326 @@
+"""Retraining of the recognizer from ground truth, callable without a broker (the Celery task
+`workers.tasks.train_model` is a thin shell around :func:`execute`).
+
+    export_ground_truth(lines, out_dir)   corrected lines → line crops + lines.jsonl (../shared/data format)
+    split_heldout(records, fraction)      a seeded split of ground truth for validation
+    run_training(job)                     the whole run below, progress written to the TrainingJob row
+
+One run: the production recognizer (the registry's, or the shipped artifact registered first) is
+fine-tuned (`ml.recognizer.finetune`) on the corrected lines minus a held-out share, optionally
+mixed with base training lines and synthetic lines; the new model and its parent are then both
+scored on the held-out lines and on (a capped subset of) the dev set, and the new model is
+registered as a candidate with those figures (see `quire.registry.services` for promotion).
+
+Data paths (read-only, never downloaded): dev set `QUIRE_DEV_LINES` (default
+`../shared/data/dev/lines.jsonl`), base training lines `QUIRE_BASE_TRAIN_LINES` (default
+`../shared/data/train/lines.jsonl`), fonts and text for synthetic lines under `../shared/data`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from billiard.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from PIL import Image
+
+from ml.crop import crop_line
+from ml.recognizer.data import pack_lines
+from ml.recognizer.finetune import TrainingCanceled, evaluate_artifact, finetune
+from quire.documents.storage import StorageUnavailable, get_bytes
+from quire.jobs.models import InvalidTransition, JobState, TrainingJob
+from quire.registry import services
+from quire.registry.models import ModelVersion
+
+from . import models as model_store
+
+log = logging.getLogger(__name__)
+
+SHARED_DATA = Path(settings.BASE_DIR).parent / "shared" / "data"
+GROUND_TRUTH_SOURCE = "quire_ground_truth"
+PROGRESS_EVERY_S = 1.0
+
+
+class TrainingError(Exception):
+    """A run that cannot go on; `code` is the TrainingJob's error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _data_path(env: str, default: Path) -> Path:
+    return Path(os.environ.get(env) or default)
+
+
+def dev_lines_path() -> Path:
+    return _data_path("QUIRE_DEV_LINES", SHARED_DATA / "dev" / "lines.jsonl")
+
+
+def base_lines_path() -> Path:
+    return _data_path("QUIRE_BASE_TRAIN_LINES", SHARED_DATA / "train" / "lines.jsonl")
+
+
+# ----------------------------------------------------------------------------- ground truth export
+def _page_gray(page) -> np.ndarray:
+    with Image.open(io.BytesIO(get_bytes(page.image.name))) as image:
+        return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def export_ground_truth(lines, out_dir: str | Path) -> list[dict]:
+    """Write the crops of `lines` (Line rows with text) and their `lines.jsonl` into `out_dir`.
+
+    Crops are cut from each page's stored normalised image along the line polygon (ml.crop,
+    as the pipeline does: outside the polygon painted with paper, the baseline straightened)
+    and saved as PNG under `lines/<page id>/<line id>.png`. Records follow ../shared/data's
+    `lines.jsonl` (id, image, text, source, lang, handwritten, group, page, page_image,
+    page_size, bbox, polygon, baseline, line_type, region_type, xml_line_id); `crop_scale` is
+    null because the crop is cut along the polygon, not the bbox. Lines whose polygon cannot
+    be cut are skipped (logged). Returns the records written. Raises StorageUnavailable.
+    """
+    out_dir = Path(out_dir)
+    records: list[dict] = []
+    by_page: dict[int, list] = {}
+    for line in lines:
+        by_page.setdefault(line.page_id, []).append(line)
+    for page_lines in by_page.values():
+        page = page_lines[0].page
+        gray = _page_gray(page)
+        for line in sorted(page_lines, key=lambda ln: ln.index):
+            try:
+                crop = crop_line(gray, line.polygon, line.baseline or [])
+            except ValueError as exc:
+                log.warning("line %s not exported: %s", line.pk, exc)
+                continue
+            rel = Path("lines") / str(page.pk) / f"{line.pk}.png"
+            (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(crop).save(out_dir / rel)
+            records.append({
+                "id": f"quire-line-{line.pk}", "image": rel.as_posix(), "text": line.text,
+                "source": GROUND_TRUTH_SOURCE, "lang": "", "handwritten": True,
+                "group": f"document-{page.document_id}", "page": f"page-{page.pk}",
+                "page_image": page.image.name, "page_size": [page.width, page.height], "bbox": line.bbox,
+                "crop_scale": None, "polygon": line.polygon, "baseline": line.baseline,
+                "line_type": "", "region_type": "", "xml_line_id": f"line-{line.pk}",
+            })
+    write_jsonl(out_dir / "lines.jsonl", records)
+    return records
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    return path
+
+
+def split_heldout(records: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, held-out) from `records`: round(n · fraction) lines held out, at least one on
+    each side; the same seed gives the same split. Raises ValueError for fewer than 2 records."""
+    if len(records) < 2:
+        raise ValueError(f"need at least 2 ground-truth lines to hold some out, got {len(records)}")
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    n_held = min(len(records) - 1, max(1, round(len(records) * fraction)))
+    held = set(order[:n_held])
+    return ([r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held])
+
+
+def _absolute(records: list[dict], folder: Path) -> list[dict]:
+    return [dict(r, image=str((folder / r["image"]).resolve())) for r in records]
+
+
+def _subset_jsonl(src: Path, dst: Path, max_lines: int) -> Path:
+    """Every k-th record of `src` (at most `max_lines`), images made absolute, written to `dst`."""
+    rows = [json.loads(r) for r in src.read_text(encoding="utf-8").splitlines() if r.strip()]
+    if max_lines and len(rows) > max_lines:
+        rows = rows[:: max(1, len(rows) // max_lines)][:max_lines]
+    return write_jsonl(dst, _absolute(rows, src.parent))
+
+
+# ------------------------------------------------------------------------------------ job helpers
+def start_training_job(job_id: int) -> TrainingJob | None:
+    """Move the job to `running` and return it; None when it is gone, final, or already running
+    (a redelivered message while the first run may still be alive: cancel such a job to free
+    the kind for a new one)."""
+    job = TrainingJob.objects.filter(pk=job_id).first()
+    if job is None or job.state != JobState.QUEUED:
+        return None
+    try:
+        job.transition(JobState.RUNNING)
+    except InvalidTransition:
+        return None
+    return job
+
+
+def fail_training(job: TrainingJob, code: str, message: str) -> None:
+    try:
+        job.transition(JobState.FAILED, error_code=code, error_message=message[:2000])
+    except InvalidTransition:
+        log.info("training job %s is %s; failure %s not recorded", job.pk, job.state, code)
+
+
+class _Reporter:
+    """Writes progress and live metrics to the job row (at most once a second, and at every
+    validation) and answers `should_cancel` from the row's state (read at most once a second)."""
+
+    def __init__(self, job: TrainingJob):
+        self.job = job
+        self.metrics: dict = dict(job.metrics or {})
+        self.last_write = 0.0
+        self.last_check = 0.0
+        self.canceled = False
+
+    def update(self, fraction: float | None = None, force: bool = False, **values) -> None:
+        self.metrics.update(values)
+        now = time.monotonic()
+        if not force and now - self.last_write < PROGRESS_EVERY_S:
+            return
+        self.last_write = now
+        fields = {"metrics": self.metrics}
+        if fraction is not None:
+            fields["progress"] = min(0.99, max(0.0, fraction))
+        TrainingJob.objects.filter(pk=self.job.pk, state=JobState.RUNNING).update(**fields)
+
+    def on_step(self, state: dict) -> None:
+        values = {k: state[k] for k in ("step", "steps", "epoch", "loss", "elapsed_s") if k in state}
+        validated = "val_cer" in state
+        if validated:
+            values.update(val_cer=state["val_cer"], val_wer=state["val_wer"])
+            history = list(self.metrics.get("history", []))
+            history.append({k: state.get(k) for k in ("step", "epoch", "loss", "val_cer", "val_wer")})
+            values["history"] = history[-200:]
+        self.update(0.05 + 0.8 * state.get("fraction", 0.0), force=validated, phase="training", **values)
+
+    def should_cancel(self) -> bool:
+        now = time.monotonic()
+        if now - self.last_check >= PROGRESS_EVERY_S:
+            self.last_check = now
+            state = TrainingJob.objects.filter(pk=self.job.pk).values_list("state", flat=True).first()
+            self.canceled = state != JobState.RUNNING
+        return self.canceled
+
+
+# ------------------------------------------------------------------------------------------- run
+def parent_version() -> ModelVersion:
+    """The production recognizer; the shipped artifact is registered first when there is none.
+    Raises TrainingError('no_model') when there is no recognizer at all."""
+    current = services.production(ModelVersion.Kind.RECOGNIZER)
+    if current is None and model_store.SHIPPED[ModelVersion.Kind.RECOGNIZER].exists():
+        model_store.register_shipped_models()
+        current = services.production(ModelVersion.Kind.RECOGNIZER)
+    if current is None:
+        raise TrainingError("no_model", "there is no production recognizer to fine-tune")
+    return current
+
+
+def run_training(job: TrainingJob, work_dir: str | Path | None = None) -> ModelVersion:
+    """Fine-tune, evaluate and register a candidate for running TrainingJob `job`; marks it succeeded.
+
+    Raises TrainingError (no model, too little ground truth), TrainingCanceled (the job was
+    canceled), StorageUnavailable, and what torch raises.
+    """
+    params = services.training_params({k: v for k, v in job.params.items() if k in services.TRAINING_PARAMS})
+    report = _Reporter(job)
+    parent = parent_version()
+    parent_path = model_store.version_path(parent)
+    report.update(0.01, force=True, phase="exporting ground truth", parent=parent.version)
+    with tempfile.TemporaryDirectory(prefix=f"quire-train-{job.pk}-", dir=work_dir) as tmp:
+        tmp = Path(tmp)
+        records = export_ground_truth(services.ground_truth_lines().order_by("page_id", "index"), tmp / "gt")
+        try:
+            train, heldout = split_heldout(records, params["heldout_fraction"], params["seed"])
+        except ValueError as exc:
+            raise TrainingError("no_ground_truth", str(exc)) from None
+        train_jsonl = write_jsonl(tmp / "train.jsonl", _absolute(train, tmp / "gt"))
+        heldout_jsonl = write_jsonl(tmp / "heldout.jsonl", _absolute(heldout, tmp / "gt"))
+        height = int(model_store.read_card_config(parent_path)["height"])
+        pack_lines(train_jsonl, tmp / "pack_gt", height)
+        packs = [tmp / "pack_gt"]
+        data_note = f"{len(train)} corrected lines (held out: {len(heldout)})"
+        if params["mix_base"] and params["base_max_lines"] and base_lines_path().exists():
+            report.update(0.03, force=True, phase="packing base training lines")
+            pack_lines(_subset_jsonl(base_lines_path(), tmp / "base.jsonl", params["base_max_lines"]),
+                       tmp / "pack_base", height)
+            packs.append(tmp / "pack_base")
+            data_note += f" + up to {params['base_max_lines']} base lines of {base_lines_path()}"
+        fonts, text = SHARED_DATA / "fonts", SHARED_DATA / "text" / "austen_lines.txt"
+        synthetic = params["synthetic_ratio"] if fonts.exists() and text.exists() else 0.0
+        if synthetic:
+            data_note += f" + synthetic lines (ratio {synthetic})"
+        report.update(0.05, force=True, phase="training", train_lines=len(train), heldout_lines=len(heldout),
+                      training_data=data_note)
+        version = f"{time.strftime('%Y%m%d-%H%M%S')}-ft{job.pk}"
+        result = finetune(
+            parent_path, packs, heldout_jsonl, tmp / "out", steps=params["steps"],
+            time_budget_s=params["time_budget_s"], batch_size=params["batch_size"], lr=params["lr"],
+            eval_every=params["eval_every"], synthetic_ratio=synthetic, fonts_dir=fonts, text_file=text,
+            seed=params["seed"], version=version, device=settings.QUIRE_DEVICE,
+            progress=report.on_step, should_cancel=report.should_cancel,
+            card_extra={"training_data": data_note, "training_job": job.pk},
+        )
+        report.update(0.86, force=True, phase="evaluating")
+        baseline = {"version": parent.version, "heldout": _strip(evaluate_artifact(parent_path, heldout_jsonl))}
+        metrics = {"heldout": _strip(result["heldout"]), "parameters": result["parameters"],
+                   "training": {k: result[k] for k in ("steps", "epochs", "seconds", "loss", "train_lines")},
+                   "training_data": data_note, "baseline": baseline}
+        if result["unknown_chars"]:
+            metrics["training"]["unknown_chars"] = result["unknown_chars"]
+        if params["dev_max_lines"] and dev_lines_path().exists():
+            dev_jsonl = _subset_jsonl(dev_lines_path(), tmp / "dev.jsonl", params["dev_max_lines"])
+            new_dev = evaluate_artifact(result["artifact"], dev_jsonl)
+            metrics["dev"] = _strip(new_dev)
+            metrics["lines_per_s"] = new_dev["lines_per_s"]
+            report.update(0.93, force=True, phase="evaluating")
+            baseline["dev"] = _strip(evaluate_artifact(parent_path, dev_jsonl))
+        if report.should_cancel():
+            raise TrainingCanceled("training canceled during evaluation")
+        report.update(0.97, force=True, phase="registering")
+        candidate, _ = model_store.register_artifact(
+            result["artifact"], ModelVersion.Kind.RECOGNIZER, state=ModelVersion.State.CANDIDATE,
+            metrics=metrics, parent=parent, training_job=job, created_by=job.created_by)
+    report.metrics.update(phase="done", candidate={"id": candidate.pk, "version": candidate.version},
+                          heldout=metrics["heldout"], baseline=baseline,
+                          **({"dev": metrics["dev"]} if "dev" in metrics else {}))
+    job.transition(JobState.SUCCEEDED, metrics=report.metrics)
+    return candidate
+
+
+def _strip(result: dict) -> dict:
+    """Evaluation figures worth keeping in the registry (per-source detail included)."""
+    return {k: result[k] for k in ("cer", "wer", "lines", "chars", "sources") if k in result}
+
+
+def execute(job_id: int) -> str:
+    """Run TrainingJob `job_id` to an outcome ('succeeded', 'failed', 'canceled', 'skipped');
+    every failure becomes the job's error code and message, never a dead worker."""
+    job = start_training_job(job_id)
+    if job is None:
+        return "skipped"
+    try:
+        run_training(job)
+        return JobState.SUCCEEDED
+    except TrainingCanceled:
+        job.refresh_from_db()
+        if job.state == JobState.RUNNING:  # canceled from inside (should not happen): record it
+            job.transition(JobState.CANCELED)
+        return JobState.CANCELED
+    except SoftTimeLimitExceeded:
+        fail_training(job, "timeout", "training exceeded the task's time limit")
+    except TrainingError as exc:
+        fail_training(job, exc.code, str(exc))
+    except StorageUnavailable as exc:
+        fail_training(job, "storage_unavailable", str(exc))
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a job outcome
+        log.exception("training job %s failed", job_id)
+        fail_training(job, "internal_error", f"{type(exc).__name__}: {exc}")
+    return JobState.FAILED
