@@ -200,8 +200,9 @@ def ground_truth_lines():
     return Line.objects.filter(is_ground_truth=True).exclude(text="").select_related("page")
 
 
-def start_training(kind: str, user=None, raw_params: dict | None = None) -> TrainingJob:
-    """Create a queued TrainingJob for `kind` and send it to the `train` queue after commit.
+def start_training(kind: str, user=None, raw_params: dict | None = None, enqueue: bool = True) -> TrainingJob:
+    """Create a queued TrainingJob for `kind` and send it to the `train` queue after commit
+    (`enqueue=False`: the caller runs it, e.g. `manage.py retrain` in-process).
 
     Raises TrainingRefused (bad parameters, a kind that cannot be retrained, fewer than
     MIN_GROUND_TRUTH_LINES corrected lines) or TrainingBusy (one already queued or running).
@@ -219,7 +220,8 @@ def start_training(kind: str, user=None, raw_params: dict | None = None) -> Trai
     try:
         with transaction.atomic():
             job = TrainingJob.objects.create(kind=kind, created_by=user, params=params)
-            transaction.on_commit(lambda: enqueue_training(job.pk))
+            if enqueue:
+                transaction.on_commit(lambda: enqueue_training(job.pk))
     except IntegrityError:
         active = TrainingJob.objects.filter(kind=kind, state__in=[JobState.QUEUED, JobState.RUNNING]).first()
         raise TrainingBusy(f"a {kind} training job is already {active.state if active else 'active'}"
