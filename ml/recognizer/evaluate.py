@@ -17,10 +17,13 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from ..artifact import write_card_markdown
 from ..metrics import ErrorRate
 from .data import load_gray, read_lines_jsonl
 from .image import normalize_line
-from .predictor import Recognizer
+from .predictor import DEFAULT_PATH, Recognizer
 
 
 def evaluate_file(recognizer: Recognizer, lines: str | Path, out_tsv: str | Path | None = None,
@@ -52,6 +55,25 @@ def evaluate_file(recognizer: Recognizer, lines: str | Path, out_tsv: str | Path
             "lines_per_s": round(len(records) / elapsed, 1), "lines": len(records)}
 
 
+def update_card(path: str | Path, lines: str | Path, res: dict, beam_width: int) -> None:
+    """Write an evaluation into the artifact's card (key ``evaluation``: per-source CER/WER on
+    ``lines``) and rewrite the Markdown card beside it; weights are left as they are."""
+    path = Path(path)
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    name = Path(lines).parent.name or str(lines)
+    data["card"].setdefault("evaluation", {})
+    data["card"]["evaluation"] = {
+        **data["card"]["evaluation"],
+        **{f"{name}/{s}": {**v, "decoding": f"beam {beam_width}" if beam_width else "greedy"}
+           for s, v in res["sources"].items()},
+    }
+    data["card"][f"{name}_cpu_lines_per_s"] = res["lines_per_s"]
+    tmp = path.with_suffix(".tmp")
+    torch.save(data, tmp)
+    tmp.replace(path)
+    write_card_markdown(path.with_suffix(".md"), data["card"], f"Model card: quire-recognizer {data['version']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lines", required=True, help="a lines.jsonl file")
@@ -61,9 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ap.add_argument("--update-card", action="store_true",
+                    help="record the result in the artifact's model card (and its .md beside it)")
     args = ap.parse_args(argv)
     rec = Recognizer.load(args.model, args.device)
     res = evaluate_file(rec, args.lines, args.out, args.beam, args.batch_size)
+    if args.update_card:
+        update_card(args.model or DEFAULT_PATH, args.lines, res, args.beam)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
