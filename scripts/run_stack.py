@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         say("migrating")
         manage(env, "migrate", "--noinput")
+        manage(env, "register_shipped_models")  # idempotent: the shipped artifacts become production once
         manage(env, "collectstatic", "--noinput")
         user, password, token = create_demo_user(env)
         web = stack.spawn("web", [str(VENV_BIN / "gunicorn"), "quire.wsgi:application",
