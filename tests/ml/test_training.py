@@ -1,0 +1,82 @@
+"""The training CLI end to end on a tiny real pack: checkpoints, artifact with card, resume, seeds."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ml.recognizer.data import LinePack, pack_lines
+from ml.recognizer.predictor import Recognizer
+from ml.recognizer.train import BucketBatchSampler, load_config, main
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def packs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("packs")
+    assert pack_lines(FIXTURES / "lines.jsonl", root / "train", 32) == 12
+    pack_lines(FIXTURES / "lines.jsonl", root / "dev", 32)
+    return root
+
+
+def _args(packs: Path, out: Path, steps: int) -> list[str]:
+    cfg = {"train_packs": [str(packs / "train")], "dev_pack": str(packs / "dev"), "height": 32,
+           "channels": [8, 16, 16, 32], "lstm_hidden": 32, "batch_size": 4, "eval_every": 2,
+           "synthetic_ratio": 0.0, "workers": 0, "steps": steps}
+    (out.parent / "cfg.json").write_text(json.dumps(cfg))
+    return ["--config", str(out.parent / "cfg.json"), "--out", str(out), "--device", "cpu", "--threads", "1"]
+
+
+def test_train_writes_an_artifact_and_resumes(packs, tmp_path):
+    out = tmp_path / "run"
+    assert main(_args(packs, out, 4)) == 0
+    rec = Recognizer.load(out / "recognizer.pt")
+    assert rec.card["training_steps"] in (2, 4)
+    assert "copiste_dun_jour_fr" in rec.card["dev"]
+    assert (out / "recognizer.md").read_text().startswith("# Model card")
+    steps = [json.loads(r)["step"] for r in (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [2, 4]
+    assert main(_args(packs, out, 6) + ["--resume"]) == 0
+    steps = [json.loads(r)["step"] for r in (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6]
+    # the fp16 artifact reads like the model it came from
+    assert all(p.dtype == torch.float32 for p in rec.model.parameters())
+
+
+def test_fine_tuning_keeps_the_parent_codec_and_architecture(packs, tmp_path):
+    parent = tmp_path / "parent"
+    main(_args(packs, parent, 2))
+    child = tmp_path / "child"
+    main(_args(packs, child, 2) + ["--init", str(parent / "recognizer.pt")])
+    a, b = Recognizer.load(parent / "recognizer.pt"), Recognizer.load(child / "recognizer.pt")
+    assert a.codec.charset == b.codec.charset
+    assert a.model.config == b.model.config
+
+
+def test_batches_cover_each_epoch_once_and_replay_with_the_seed():
+    widths = list(np.random.default_rng(0).integers(50, 900, 37))
+    s = BucketBatchSampler(widths, 45, 4, seed=7)
+    e0 = s.epoch_batches(0)
+    assert sorted(i for b in e0 for i in b) == list(range(45))
+    assert e0 == BucketBatchSampler(widths, 45, 4, seed=7).epoch_batches(0)
+    assert e0 != s.epoch_batches(1)
+    real = [b for b in e0 if all(i < 37 for i in b)]
+    spread = np.mean([max(widths[i] for i in b) - min(widths[i] for i in b) for b in real])
+    assert spread < 0.5 * (max(widths) - min(widths))  # batches group similar widths
+
+
+def test_config_rejects_unknown_keys(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps({"batchsize": 3}))
+    with pytest.raises(ValueError, match="batchsize"):
+        load_config(str(p), {})
+
+
+def test_pack_round_trip(packs):
+    pack = LinePack(packs / "train")
+    assert len(pack) == 12
+    img = pack[0]
+    assert img.dtype == np.uint8 and img.shape[0] == 32
+    assert pack.records[0]["polygon"] is None or len(pack.records[0]["polygon"]) >= 3
