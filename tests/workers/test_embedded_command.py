@@ -51,6 +51,7 @@ def test_bad_file_is_reported_and_others_still_done(tmp_path, scripted):
 
 
 @pytest.mark.skipif(not HAS_MODELS, reason="shipped model artifacts (ml/artifacts/*.pt) not built yet")
+@pytest.mark.django_db  # the command asks the model registry for the production versions (empty: shipped ones)
 def test_real_models_on_a_real_page(handwritten_page, tmp_path):
     transcription._PIPELINE = None
     call_command("transcribe", str(handwritten_page["image"]), "--format", "alto", "--out", str(tmp_path),
