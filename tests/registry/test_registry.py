@@ -198,3 +198,23 @@ def test_ground_truth_import_and_export(alice, bob, handwritten_page, tmp_path):
         assert crop.mode == "L" and crop.width > 3 * crop.height  # a text line, not the page
     train, held = split_heldout(records, 0.34, seed=1)
     assert len(held) == 1 and len(train) == 2 and split_heldout(records, 0.34, seed=1) == (train, held)
+
+
+def test_retrain_command_in_process_registers_and_promotes_a_candidate(alice, tiny_recognizer):
+    import io
+
+    from django.core.management import call_command
+
+    parent, _ = model_store.register_artifact(tiny_recognizer)
+    page, _ = make_page(alice)
+    for line in add_lines(page, ["one line", "two lines", "three"]):
+        client_for(alice).patch(f"/api/v1/lines/{line.pk}/", {"text": line.text.upper()}, format="json")
+    out = io.StringIO()
+    call_command("retrain", steps=2, eval_every=1, batch_size=2, dev_max_lines=0, promote=True, override=True,
+                 stdout=out)
+    job = TrainingJob.objects.get()
+    assert job.state == "succeeded" and [h["step"] for h in job.metrics["history"]] == [1, 2]
+    candidate = ModelVersion.objects.get(training_job=job)
+    assert candidate.state == "production" and candidate.parent == parent
+    assert ModelVersion.objects.get(pk=parent.pk).state == "archived"
+    assert "promoted to production" in out.getvalue() and "held-out CER" in out.getvalue()
