@@ -80,3 +80,29 @@ def wer(reference: str, prediction: str) -> float:
     acc = ErrorRate()
     acc.update(reference, prediction)
     return acc.wer
+
+
+def score_by_source(rows) -> dict:
+    """Corpus CER/WER per source and over all rows.
+
+    Args:
+        rows: iterable of ``(source, reference, prediction)`` (already filtered: callers leave out
+            what is not scored, such as typed lines).
+
+    Returns:
+        ``{"sources": {source: row}, "all": row, "mean_cer": float}`` where a row is ``{"cer",
+        "wer", "lines", "chars"}`` (rates rounded to 4 decimals) and ``mean_cer`` is the
+        unweighted mean of the sources' CERs (1.0 with no rows), the figure models are chosen by.
+    """
+    per: dict[str, ErrorRate] = {}
+    total = ErrorRate()
+    for source, ref, hyp in rows:
+        per.setdefault(source, ErrorRate()).update(ref, hyp)
+        total.update(ref, hyp)
+
+    def row(a: ErrorRate) -> dict:
+        return {"cer": round(a.cer, 4), "wer": round(a.wer, 4), "lines": a.lines, "chars": a.chars}
+
+    sources = {s: row(a) for s, a in sorted(per.items())}
+    mean = sum(v["cer"] for v in sources.values()) / len(sources) if sources else 1.0
+    return {"sources": sources, "all": row(total), "mean_cer": round(mean, 4)}

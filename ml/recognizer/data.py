@@ -9,7 +9,6 @@ in the packed image's pixels (or null), used to mask neighbours' strokes like th
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
 from dataclasses import dataclass
@@ -123,6 +122,15 @@ class LinePack:
     def __getitem__(self, i: int) -> np.ndarray:
         r = self.records[i]
         return cv2.imdecode(self.blob[r["offset"]: r["offset"] + r["length"]], cv2.IMREAD_GRAYSCALE)
+
+
+def concat_packs(a: LinePack, b: LinePack) -> LinePack:
+    """One :class:`LinePack` holding the lines of ``a`` then those of ``b`` (in memory)."""
+    merged = LinePack.__new__(LinePack)
+    shift = len(a.blob)
+    merged.records = a.records + [dict(r, offset=r["offset"] + shift) for r in b.records]
+    merged.blob = np.concatenate([a.blob, b.blob])
+    return merged
 
 
 def mask_outside(img: np.ndarray, polygon: list, rng: np.random.Generator) -> np.ndarray:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..artifact import write_card_markdown
-from ..metrics import ErrorRate
+from ..metrics import score_by_source
 from .data import load_gray, read_lines_jsonl
 from .image import normalize_line
 from .predictor import DEFAULT_PATH, Recognizer
@@ -40,19 +40,9 @@ def evaluate_file(recognizer: Recognizer, lines: str | Path, out_tsv: str | Path
             for r, p in zip(records, preds):
                 text = " ".join(p.text.replace("\t", " ").replace("\n", " ").split(" "))
                 f.write(f"{r.id}\t{text}\n")
-    acc: dict[str, ErrorRate] = {}
-    total = ErrorRate()
-    for r, p in zip(records, preds):
-        if not r.handwritten:
-            continue
-        acc.setdefault(r.source, ErrorRate()).update(r.text, p.text)
-        total.update(r.text, p.text)
-
-    def row(a: ErrorRate) -> dict:
-        return {"cer": round(a.cer, 4), "wer": round(a.wer, 4), "lines": a.lines, "chars": a.chars}
-
-    return {"sources": {s: row(a) for s, a in sorted(acc.items())}, "all": row(total),
-            "lines_per_s": round(len(records) / elapsed, 1), "lines": len(records)}
+    res = score_by_source((r.source, r.text, p.text) for r, p in zip(records, preds) if r.handwritten)
+    return {"sources": res["sources"], "all": res["all"], "lines_per_s": round(len(records) / elapsed, 1),
+            "lines": len(records)}
 
 
 def update_card(path: str | Path, lines: str | Path, res: dict, beam_width: int) -> None:

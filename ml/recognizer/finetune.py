@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from ..artifact import code_commit, load_artifact, save_artifact, utc_now, write_card_markdown
-from ..metrics import ErrorRate
+from ..metrics import score_by_source
 from .codec import Codec
-from .data import LineDataset, LinePack, collate_lines, load_gray, read_lines_jsonl
+from .data import LineDataset, LinePack, collate_lines, concat_packs, load_gray, read_lines_jsonl
 from .image import normalize_line
 from .model import CRNN, DOWNSAMPLE, RecognizerConfig, count_parameters
 from .predictor import Recognizer
-from .train import _concat_packs, lr_factor, seed_everything
+from .train import lr_factor, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +51,10 @@ def score(recognizer: Recognizer, images: list[np.ndarray], records: list) -> di
     Returns {"cer", "wer", "lines", "chars", "sources": {source: {...}}}; CER 1.0 with no lines.
     """
     preds = recognizer.recognize_normalized(images, batch_size=32) if images else []
-    total, per = ErrorRate(), {}
-    for rec, pred in zip(records, preds):
-        if not rec.handwritten:
-            continue
-        total.update(rec.text, pred.text)
-        per.setdefault(rec.source, ErrorRate()).update(rec.text, pred.text)
-
-    def row(a: ErrorRate) -> dict:
-        return {"cer": round(a.cer, 4) if a.chars else 1.0, "wer": round(a.wer, 4) if a.chars else 1.0,
-                "lines": a.lines, "chars": a.chars}
-
-    return {**row(total), "sources": {s: row(a) for s, a in sorted(per.items())}}
+    res = score_by_source((r.source, r.text, p.text) for r, p in zip(records, preds) if r.handwritten)
+    if not res["all"]["lines"]:
+        res["all"].update(cer=1.0, wer=1.0)
+    return {**res["all"], "sources": res["sources"]}
 
 
 def load_lines(jsonl: str | Path, height: int, max_lines: int = 0) -> tuple[list[np.ndarray], list]:
@@ -132,7 +124,7 @@ def finetune(parent_artifact: str | Path, train_packs: list[str | Path], heldout
         raise ValueError("no training lines")
     real = packs[0]
     for extra in packs[1:]:
-        real = _concat_packs(real, extra)
+        real = concat_packs(real, extra)
     synth = None
     n_synth = 0
     if synthetic_ratio > 0 and fonts_dir and text_file:

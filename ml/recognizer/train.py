@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
 from ..artifact import code_commit, load_artifact, save_artifact, utc_now, write_card_markdown
-from ..metrics import ErrorRate
+from ..metrics import score_by_source
 from .codec import Codec
-from .data import LineDataset, LinePack, collate_lines
+from .data import LineDataset, LinePack, collate_lines, concat_packs
 from .image import normalize_line
 from .model import CRNN, DOWNSAMPLE, RecognizerConfig, count_parameters
 from .predictor import Recognizer
@@ -148,14 +148,8 @@ def evaluate_pack(recognizer: Recognizer, pack: LinePack, max_lines: int = 0) ->
     t = time.perf_counter()
     preds = recognizer.recognize_normalized(images, batch_size=64)
     elapsed = time.perf_counter() - t
-    acc: dict[str, ErrorRate] = {}
-    for i, p in zip(idx, preds):
-        r = pack.records[i]
-        acc.setdefault(r["source"], ErrorRate()).update(r["text"], p.text)
-    sources = {s: {"cer": round(a.cer, 4), "wer": round(a.wer, 4), "lines": a.lines, "chars": a.chars}
-               for s, a in sorted(acc.items())}
-    mean = float(np.mean([v["cer"] for v in sources.values()])) if sources else 1.0
-    return {"sources": sources, "mean_cer": round(mean, 4), "lines_per_s": round(len(idx) / elapsed, 1)}
+    res = score_by_source((pack.records[i]["source"], pack.records[i]["text"], p.text) for i, p in zip(idx, preds))
+    return {"sources": res["sources"], "mean_cer": res["mean_cer"], "lines_per_s": round(len(idx) / elapsed, 1)}
 
 
 def build_codec(packs: list[LinePack], init: dict | None) -> Codec:
@@ -197,7 +191,7 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
     # one real pack (concatenated) + synthetic lines
     real = packs[0]
     for extra in packs[1:]:
-        real = _concat_packs(real, extra)
+        real = concat_packs(real, extra)
     synth = None
     n_synth = 0
     if cfg["synthetic_ratio"] > 0:
@@ -281,14 +275,6 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
              time.time() - t0, best["mean_cer"])
     log_file.close()
     return best
-
-
-def _concat_packs(a: LinePack, b: LinePack) -> LinePack:
-    merged = LinePack.__new__(LinePack)
-    shift = len(a.blob)
-    merged.records = a.records + [dict(r, offset=r["offset"] + shift) for r in b.records]
-    merged.blob = np.concatenate([a.blob, b.blob])
-    return merged
 
 
 def _save_state(path: Path, model, opt, step, best, history, elapsed) -> None:
