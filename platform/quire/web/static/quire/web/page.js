@@ -215,7 +215,7 @@
     }
   }
 
-  const jobRow = document.querySelector("#page-job .job-row");
+  const jobRow = document.getElementById("page-job");
   if (jobRow) {
     jobRow.addEventListener("quire:job", (event) => { if (event.detail.state === "succeeded") load(); });
   }
