@@ -12,12 +12,13 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from lxml import etree
+from PIL import Image
 
 from quire.documents.models import Document, Line
 from quire.jobs.dispatch import enqueue_transcription
 from quire.jobs.models import TranscriptionJob
 from quire.registry.models import ModelVersion
-from tests.platform.factories import add_lines, make_page, make_user
+from tests.platform.factories import add_lines, make_page, make_user, page_png
 
 ROOT = Path(__file__).resolve().parents[2]
 RECOGNIZER = ROOT / "ml" / "artifacts" / "recognizer.pt"
@@ -167,9 +168,17 @@ def test_upload_watch_correct_and_export_a_real_page(live_server, celery_worker,
         texts = [archive.read(n).decode() for n in archive.namelist()]
     assert name.endswith(".zip") and len(texts) == 1 and texts[0].splitlines()[0] == CORRECTION
 
+    # A tablet in portrait: the image above the transcription, both full width.
+    page.set_viewport_size({"width": 820, "height": 1180})
+    page.locator("#pages .page-link").click()
+    expect(page.locator("#lines > li")).to_have_count(n_lines)
+    image_box, text_box = page.locator("#page-image").bounding_box(), page.locator(".transcription").bounding_box()
+    assert text_box["y"] >= image_box["y"] + image_box["height"] and text_box["width"] > 700
+    screenshot(page, "page-tablet")
 
-def test_refused_upload_failed_job_retry_and_cancel(live_server, celery_worker, s3_env, browser_page, sign_in,
-                                                    screenshot):
+
+def test_refused_upload_tiff_failed_job_retry_and_cancel(live_server, celery_worker, s3_env, browser_page, sign_in,
+                                                         screenshot, tmp_path):
     expect, page = _expect(), browser_page
     user = make_user("bea")
     broken_page, broken = make_page(user)
@@ -193,6 +202,17 @@ def test_refused_upload_failed_job_retry_and_cancel(live_server, celery_worker, 
         "Refused: notes.txt: unsupported file type: the content is")
     expect(refused.locator(".upload-status")).to_contain_text("accepted types are PNG, JPEG, TIFF")
     assert Document.objects.get(pk=document.pk).pages.count() == 2
+
+    # A two-frame TIFF becomes two pages, each with its live job row.
+    frames = [Image.open(io.BytesIO(page_png(500, 360, seed=seed))) for seed in (1, 2)]
+    tiff = tmp_path / "two frames.tif"
+    frames[0].save(tiff, format="TIFF", save_all=True, append_images=frames[1:])
+    page.set_input_files("#file-input", str(tiff))
+    expect(page.locator(".upload.accepted .upload-status")).to_have_text("2 pages queued")
+    expect(page.locator("#pages .job-row")).to_have_count(4)
+    expect(page.locator("#pages .job-row .filename")).to_contain_text(["two frames.tif", "two frames.tif [2]"])
+    tiff_jobs = list(TranscriptionJob.objects.filter(page__filename="two frames.tif").values_list("pk", flat=True))
+    assert len(tiff_jobs) == 2
 
     failed_row = page.locator(f'.job-row[data-job-id="{broken.pk}"]')
     expect(failed_row.locator(".job-state")).to_have_text(FINAL, timeout=JOB_WAIT_MS)
@@ -225,7 +245,9 @@ def test_refused_upload_failed_job_retry_and_cancel(live_server, celery_worker, 
     screenshot(page, "page-failed")
 
     page.goto(f"{live_server.url}/jobs/")
-    expect(page.locator("#jobs .job-row")).to_have_count(2)
+    expect(page.locator("#jobs .job-row")).to_have_count(4)
+    for job_id in tiff_jobs:  # let the worker finish them (whatever the outcome) before the database is flushed
+        expect(page.locator(f'.job-row[data-job-id="{job_id}"] .job-state')).to_have_text(FINAL, timeout=JOB_WAIT_MS)
     screenshot(page, "jobs")
 
 
