@@ -8,6 +8,10 @@ from . import registry_views, views
 app_name = "api"
 
 router = DefaultRouter(use_regex_path=False)  # ids as <int:pk>
+# No `.json`-style suffix routes: `?format=` picks an export format here, and on the custom
+# actions (export/, image/, cancel/, ...) a suffix reached the view as an unexpected `format`
+# argument: a 500 (found by tests/security/test_object_permissions.py).
+router.include_format_suffixes = False
 router.register("documents", views.DocumentViewSet, basename="document")
 router.register("pages", views.PageViewSet, basename="page")
 router.register("jobs", views.JobViewSet, basename="job")
