@@ -202,6 +202,7 @@ REST_FRAMEWORK = {
         "anon": env_str("QUIRE_THROTTLE_ANON", "60/min"),
         "user": env_str("QUIRE_THROTTLE_USER", "1200/min"),
         "uploads": env_str("QUIRE_THROTTLE_UPLOADS", "600/min"),
+        "auth": env_str("QUIRE_THROTTLE_AUTH", "10/min"),  # token requests per client address: password guessing
     },
 }
 SPECTACULAR_SETTINGS = {

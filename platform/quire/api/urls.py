@@ -1,6 +1,5 @@
 """Routes of the API under /api/v1/ (namespace `api`)."""
 from django.urls import include, path
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from . import registry_views, views
@@ -20,7 +19,7 @@ router.register("models", registry_views.ModelVersionViewSet, basename="model")
 router.register("training-jobs", registry_views.TrainingJobViewSet, basename="training-job")
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="auth-token"),
+    path("auth/token/", views.ObtainTokenView.as_view(), name="auth-token"),
     path("transcribe/", views.TranscribeView.as_view(), name="transcribe"),
     path("ground-truth/import/", registry_views.GroundTruthImportView.as_view(), name="ground-truth-import"),
     path("", include(router.urls)),

@@ -16,9 +16,11 @@ from django.db.models import Count, OuterRef, Prefetch, Subquery
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from quire.documents import exports
@@ -361,3 +363,11 @@ class TranscribeView(APIView):
         body = {**PageDetailSerializer(page, context={"request": request}).data, "job": job_data, "state": job.state}
         return Response(body, status=status.HTTP_200_OK)
 
+
+class ObtainTokenView(ObtainAuthToken):
+    """`POST /api/v1/auth/token/` (username, password) → `{"token": ...}`, throttled per client
+    address at the `auth` rate (QUIRE_THROTTLE_AUTH): DRF's own view has no throttle at all, which
+    left password guessing unlimited."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
