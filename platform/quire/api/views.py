@@ -271,7 +271,7 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
             job = self._move(JobState.QUEUED, "retry")
             transaction.on_commit(lambda: enqueue_transcription(job.pk))
         return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED,
-                        headers={"Location": self.get_serializer(job).data["url"]})
+                        headers={"Location": str(self.get_serializer(job).data["url"])})
 
 
 class LineViewSet(mixins.RetrieveModelMixin, mixins.UpdateModelMixin, viewsets.GenericViewSet):
@@ -358,7 +358,7 @@ class TranscribeView(APIView):
         if job.state != JobState.SUCCEEDED:
             code = status.HTTP_200_OK if job.is_final else status.HTTP_202_ACCEPTED
             return Response({"job": job_data, "state": job.state}, status=code,
-                            headers={"Location": job_data["url"]})
+                            headers={"Location": str(job_data["url"])})
         page = Page.objects.prefetch_related(Prefetch("lines", Line.objects.order_by("index"))).get(pk=job.page_id)
         body = {**PageDetailSerializer(page, context={"request": request}).data, "job": job_data, "state": job.state}
         return Response(body, status=status.HTTP_200_OK)
