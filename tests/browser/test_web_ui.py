@@ -222,9 +222,9 @@ def test_refused_upload_tiff_failed_job_retry_and_cancel(live_server, celery_wor
     expect(failed_row.locator(".job-cancel")).to_be_hidden()
     screenshot(page, "document-refused-and-failed")
 
+    expect(failed_row.locator(".job-attempts")).to_have_text("")
     failed_row.locator(".job-retry").click()
-    expect(failed_row.locator(".job-state")).not_to_have_text("failed")
-    expect(failed_row.locator(".job-error")).to_have_text("")
+    expect(failed_row.locator(".job-attempts")).to_have_text("attempt 2", timeout=JOB_WAIT_MS)
     expect(failed_row.locator(".job-state")).to_have_text(FINAL, timeout=JOB_WAIT_MS)
     expect(failed_row.locator(".job-state")).to_have_text("failed")
     expect(failed_row.locator(".job-error")).to_contain_text("unreadable")

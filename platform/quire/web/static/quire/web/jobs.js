@@ -1,5 +1,5 @@
 /* Live job rows: every element `.job-row[data-job-id]` is refreshed from GET /api/v1/jobs/{id}/
-   while its job is queued or running (every POLL_MS), with Retry / Cancel buttons calling the
+   while its job is queued or running (about every POLL_MS, a few rows per tick), with Retry / Cancel buttons calling the
    API's retry/ and cancel/ actions. Fires `quire:job` (detail: job JSON) on the row when its state
    changes, so pages can react (the page view loads its lines when the job succeeds). */
 "use strict";
@@ -31,6 +31,8 @@
     row.dataset.finished = job.finished_at || "";
     const badge = row.querySelector(".job-state");
     if (badge) { badge.textContent = job.state; badge.className = "badge job-state state-" + job.state; }
+    const attempts = row.querySelector(".job-attempts");
+    if (attempts) attempts.textContent = job.attempts > 1 ? "attempt " + job.attempts : "";
     const bar = row.querySelector(".job-progress");
     if (bar) bar.value = job.progress;
     const pct = row.querySelector(".job-percent");
@@ -69,24 +71,39 @@
     err.appendChild(msg);
   }
 
-  async function poll(row) {
-    if (row.dataset.polling === "1") return;
-    row.dataset.polling = "1";
+  /* One polling loop for the whole page: each tick refreshes at most PER_TICK active rows, in
+     turn, so a document of hundreds of pages stays under the API's per-user rate limit; after a
+     429 (throttled) the loop waits BACKOFF_MS. */
+  const PER_TICK = 6, BACKOFF_MS = 10000;
+  const active = [];  // rows whose job is queued or running, in polling order
+  let looping = false;
+
+  function poll(row) {
+    if (!active.includes(row)) active.push(row);
+    if (!looping) loop();
+  }
+
+  async function refresh(row) {
     try {
-      while (document.body.contains(row)) {
-        try {
-          const job = await Quire.api(jobUrl(row.dataset.jobId));
-          render(row, job);
-          if (FINAL.has(job.state)) break;
-        } catch (e) {
-          if (e.status === 404) { showActionError(row, "job not found"); break; }
-          /* network hiccup or server busy: keep trying */
-        }
-        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-      }
-    } finally {
-      row.dataset.polling = "";
+      const job = await Quire.api(jobUrl(row.dataset.jobId));
+      render(row, job);
+      return FINAL.has(job.state) ? "done" : "again";
+    } catch (e) {
+      if (e.status === 404) { showActionError(row, "job not found"); return "done"; }
+      return e.status === 429 ? "throttled" : "again";  // network hiccup or busy server: try later
     }
+  }
+
+  async function loop() {
+    looping = true;
+    while (active.length) {
+      const batch = active.splice(0, PER_TICK).filter((row) => document.body.contains(row));
+      const outcomes = await Promise.all(batch.map(refresh));
+      batch.forEach((row, i) => { if (outcomes[i] !== "done") active.push(row); });
+      const wait = outcomes.includes("throttled") ? BACKOFF_MS : POLL_MS;
+      if (active.length) await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+    looping = false;
   }
 
   async function act(row, action) {
