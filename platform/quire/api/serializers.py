@@ -7,7 +7,7 @@ so list and detail views run a fixed number of queries.
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
-from quire.documents.models import Document, Line, Page
+from quire.documents.models import Document, Line, LineVersion, Page
 from quire.jobs.models import JobState, TranscriptionJob
 
 EXPORT_FORMATS = ("txt", "json", "page", "alto")
@@ -32,6 +32,18 @@ class LineSerializer(serializers.ModelSerializer):
         model = Line
         fields = ["id", "index", "text", "confidence", "char_confidences", "polygon", "baseline", "bbox",
                   "is_ground_truth", "updated_at"]
+        read_only_fields = fields
+
+
+class LineVersionSerializer(serializers.ModelSerializer):
+    """One kept version of a line: the model's output (`source` "model", no user) or a person's
+    correction (`source` "user", with the username); polygon/baseline in page pixels."""
+
+    user = serializers.CharField(source="user.username", default=None, read_only=True)
+
+    class Meta:
+        model = LineVersion
+        fields = ["id", "source", "text", "polygon", "baseline", "user", "created_at"]
         read_only_fields = fields
 
 

@@ -38,6 +38,7 @@ from .serializers import (
     JobSerializer,
     LineSerializer,
     LineUpdateSerializer,
+    LineVersionSerializer,
     PageDetailSerializer,
     PageSerializer,
     UploadedJobSerializer,
@@ -298,6 +299,15 @@ class LineViewSet(mixins.RetrieveModelMixin, mixins.UpdateModelMixin, viewsets.G
             line = serializer.save(is_ground_truth=True)
             LineVersion.snapshot(line, LineVersion.Source.USER, user=request.user)
         return Response(LineSerializer(line, context={"request": request}).data)
+
+    @extend_schema(request=None, responses=LineVersionSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def versions(self, request, pk=None):
+        """Every kept version of the line, oldest first (who, when, text, geometry): the model's
+        output before the first correction, then each correction. Empty for an uncorrected line."""
+        line = self.get_object()
+        versions = line.versions.select_related("user").order_by("created_at", "id")
+        return Response(LineVersionSerializer(versions, many=True).data)
 
 
 class TranscribeView(APIView):
