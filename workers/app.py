@@ -12,6 +12,7 @@ settings for what the web side shares (broker/result URLs) and directly for work
 | `QUIRE_RETRY_BACKOFF_S` | 2 | first retry delay; doubles each time (capped at 300 s) |
 | `QUIRE_BROKER_VISIBILITY_TIMEOUT` | 3600 | seconds before Redis redelivers an unacknowledged message |
 | `QUIRE_SWEEP_INTERVAL_S` | 60 | period of `requeue_stuck_jobs` under celery beat |
+| `QUIRE_TRAIN_STUCK_AFTER_S` | soft limit + 1500 | a training job `running` this long after its start is failed `stuck` by the sweep |
 
 Delivery: `task_acks_late` + `task_reject_on_worker_lost` + prefetch 1, so a task whose worker
 dies is delivered again; the job row (not the message) says what is done, which makes a second

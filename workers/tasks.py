@@ -88,8 +88,11 @@ def transcribe_page(self, job_id: int) -> str:
 
 @app.task(name="workers.tasks.requeue_stuck_jobs")
 def requeue_stuck_jobs() -> dict:
-    """Periodic sweep (celery beat): re-send jobs stuck in queued/running, fail hopeless ones."""
-    return transcription.requeue_stuck_jobs()
+    """Periodic sweep (celery beat): re-send transcription jobs stuck in queued/running, fail
+    hopeless ones, and fail training jobs running past their deadline (`training_failed`)."""
+    outcome = transcription.requeue_stuck_jobs()
+    outcome["training_failed"] = training.fail_stuck_training_jobs()
+    return outcome
 
 
 @app.task(name="workers.tasks.train_model", soft_time_limit=TRAIN_SOFT_TIME_LIMIT_S,

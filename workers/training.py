@@ -4,6 +4,7 @@
     export_ground_truth(lines, out_dir)   corrected lines → line crops + lines.jsonl (../shared/data format)
     split_heldout(records, fraction)      a seeded split of ground truth for validation
     run_training(job)                     the whole run below, progress written to the TrainingJob row
+    fail_stuck_training_jobs()            the sweep for running jobs whose worker was lost
 
 One run: the production recognizer (the registry's, or the shipped artifact registered first) is
 fine-tuned (`ml.recognizer.finetune`) on the corrected lines minus a held-out share, optionally
@@ -25,11 +26,13 @@ import os
 import random
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.utils import timezone
 from PIL import Image
 
 from ml.crop import crop_line
@@ -293,6 +296,37 @@ def run_training(job: TrainingJob, work_dir: str | Path | None = None) -> ModelV
                           **({"dev": metrics["dev"]} if "dev" in metrics else {}))
     job.transition(JobState.SUCCEEDED, metrics=report.metrics)
     return candidate
+
+
+def stuck_after_s() -> float:
+    """Seconds after its start at which a `running` training job counts as lost:
+    QUIRE_TRAIN_STUCK_AFTER_S, by default the training task's hard time limit
+    (QUIRE_TRAIN_SOFT_TIME_LIMIT + 600 s, see workers.tasks) plus 15 minutes, so that a run that
+    is merely long is never taken for a lost one."""
+    if value := os.environ.get("QUIRE_TRAIN_STUCK_AFTER_S"):
+        return float(value)
+    return float(os.environ.get("QUIRE_TRAIN_SOFT_TIME_LIMIT") or 6 * 3600) + 600 + 900
+
+
+def fail_stuck_training_jobs(now=None, after_s: float | None = None) -> list[int]:
+    """Fail (code `stuck`) every training job still `running` `after_s` seconds (default
+    :func:`stuck_after_s`) after it started: its worker was lost, and a redelivered message
+    does not restart a running job (:func:`start_training_job`), so without this the kind
+    stays blocked for new trainings (one active job per kind). Returns the ids failed."""
+    now = now or timezone.now()
+    deadline = now - timedelta(seconds=stuck_after_s() if after_s is None else after_s)
+    failed = []
+    for job in TrainingJob.objects.filter(state=JobState.RUNNING, started_at__lt=deadline).order_by("pk"):
+        try:
+            job.transition(JobState.FAILED, error_code="stuck",
+                           error_message=f"no outcome {int((now - job.started_at).total_seconds())} s after "
+                                         "its start: the worker running it was lost")
+        except InvalidTransition:
+            continue  # it finished meanwhile
+        failed.append(job.pk)
+    if failed:
+        log.warning("sweep: stuck training jobs failed: %s", failed)
+    return failed
 
 
 def _strip(result: dict) -> dict:
