@@ -161,7 +161,8 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         except services.RegistryError as exc:
             raise _registry_error(exc) from None
         body = TrainingJobSerializer(job, context=self.get_serializer_context()).data
-        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+        # str(): DRF's Hyperlink made wsgiref (runserver, the live test server) drop the response
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": str(body["url"])})
 
 
 class TrainingJobViewSet(viewsets.ReadOnlyModelViewSet):
