@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods
 from quire.api.serializers import EXPORT_FORMATS
 from quire.documents.models import Document, Page
 from quire.jobs.models import JobState, TrainingJob, TranscriptionJob
+from quire.registry import services
 from quire.registry.models import ModelVersion
 
 LOGIN_URL = "web:login"
@@ -113,17 +114,95 @@ def metrics_table(versions: list[ModelVersion]) -> list[tuple[str, list[object]]
     return [(name, [flat.get(name) for flat in flats]) for name in names]
 
 
+def _figure(block: dict | None, *keys: str) -> float | None:
+    """A number nested in a metrics block (`_figure(m, "dev", "sources", "x", "cer")`), or None."""
+    value = block
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def candidate_comparison(candidate: ModelVersion, production: ModelVersion | None) -> dict:
+    """A candidate's figures beside those of the version it was trained from, measured in the same
+    run on the same lines (`metrics["baseline"]`, written by workers.training).
+
+    Returns {"candidate", "baseline_version", "baseline_is_production", "worse" (held-out CER
+    higher than the baseline's, or None when either is missing), "rows": [{"label", "candidate",
+    "baseline", "delta", "verdict" ("better" | "worse" | "same" | "")}]}; rows are held-out CER and
+    WER, dev CER and WER, then dev CER per source. Lower is better for every row.
+    """
+    metrics = candidate.metrics or {}
+    baseline = metrics.get("baseline") or {}
+    specs = [("Held-out CER", ("heldout", "cer")), ("Held-out WER", ("heldout", "wer")),
+             ("Dev CER", ("dev", "cer")), ("Dev WER", ("dev", "wer"))]
+    sources = sorted(set((metrics.get("dev") or {}).get("sources") or {})
+                     | set((baseline.get("dev") or {}).get("sources") or {}))
+    specs += [(f"Dev CER · {source}", ("dev", "sources", source, "cer")) for source in sources]
+    rows = []
+    for label, keys in specs:
+        ours, theirs = _figure(metrics, *keys), _figure(baseline, *keys)
+        if ours is None and theirs is None:
+            continue
+        delta = None if ours is None or theirs is None else round(ours - theirs, 4)
+        verdict = "" if delta is None else "better" if delta < 0 else "worse" if delta > 0 else "same"
+        rows.append({"label": label, "candidate": ours, "baseline": theirs, "delta": delta, "verdict": verdict})
+    held = rows[0] if rows and rows[0]["label"] == "Held-out CER" else None
+    return {
+        "candidate": candidate,
+        "baseline_version": baseline.get("version"),
+        "baseline_is_production": bool(production and baseline.get("version") == production.version),
+        "worse": None if held is None or held["delta"] is None else held["delta"] > 0,
+        "rows": rows,
+    }
+
+
+#: Fields of the retraining form: (parameter of services.TRAINING_PARAMS, label, help, advanced).
+TRAINING_FIELDS = [
+    ("steps", "Steps", "optimiser steps (the run stops at the steps or the time budget, whichever comes first)", False),
+    ("time_budget_s", "Time budget (s)", "0 = no time limit", False),
+    ("mix_base", "Mix in the base training lines", "the lines the shipped model was trained on", False),
+    ("base_max_lines", "Base lines at most", "", False),
+    ("synthetic_ratio", "Synthetic share", "share of synthetic lines per epoch, 0 to 0.9", False),
+    ("batch_size", "Batch size", "", True),
+    ("lr", "Learning rate", "", True),
+    ("eval_every", "Validate every (steps)", "", True),
+    ("heldout_fraction", "Held-out share of ground truth", "", True),
+    ("dev_max_lines", "Dev lines scored", "0 = no dev-set evaluation", True),
+    ("seed", "Seed", "", True),
+]
+
+
+def training_form_fields() -> list[dict]:
+    """The retraining form's fields with their type, default and range from TRAINING_PARAMS."""
+    fields = []
+    for name, label, help_text, advanced in TRAINING_FIELDS:
+        kind, default, low, high = services.TRAINING_PARAMS[name]
+        fields.append({"name": name, "label": label, "help": help_text, "advanced": advanced,
+                       "type": {bool: "checkbox", int: "int", float: "float"}[kind], "default": default,
+                       "min": low, "max": high, "step": 1 if kind is int else "any"})
+    return fields
+
+
 @login_required(login_url=LOGIN_URL)
 def model_list(request):
-    """Staff only (404 for others): model versions per kind with their metrics side by side, and
-    recent training jobs. Retraining, promote and roll back (issue 5) plug into the
-    `model-actions` cells and the `training-actions` block of the template."""
+    """Staff only (404 for others): model versions per kind with their metrics side by side, each
+    candidate beside the version it was trained from, promote / roll back, the retraining form and
+    the live progress of the latest training job (`static/quire/web/models.js` drives the API)."""
     if not request.user.is_staff:
         raise Http404("no such page")
     kinds = []
     for kind, label in ModelVersion.Kind.choices:
         versions = list(ModelVersion.objects.filter(kind=kind).select_related("parent", "created_by")
                         .order_by("-created_at", "-id"))
-        kinds.append({"kind": kind, "label": label, "versions": versions, "rows": metrics_table(versions)})
-    trainings = TrainingJob.objects.select_related("created_by").order_by("-created_at", "-id")[:20]
-    return render(request, "quire/web/model_list.html", {"kinds": kinds, "trainings": trainings, "nav": "models"})
+        production = next((v for v in versions if v.state == ModelVersion.State.PRODUCTION), None)
+        comparisons = [candidate_comparison(v, production) for v in versions
+                       if v.state == ModelVersion.State.CANDIDATE and (v.metrics or {}).get("baseline")]
+        kinds.append({"kind": kind, "label": label, "versions": versions, "rows": metrics_table(versions),
+                      "production": production, "comparisons": comparisons})
+    trainings = list(TrainingJob.objects.select_related("created_by").order_by("-created_at", "-id")[:20])
+    return render(request, "quire/web/model_list.html", {
+        "kinds": kinds, "trainings": trainings, "latest_training": trainings[0] if trainings else None,
+        "training_fields": training_form_fields(), "ground_truth_lines": services.ground_truth_lines().count(),
+        "min_ground_truth_lines": services.MIN_GROUND_TRUTH_LINES, "nav": "models"})

@@ -2,7 +2,8 @@
    SVG's viewBox is the page's pixel size, so polygons scale with the displayed image) and listed
    as text with low-confidence characters shaded. Hovering a polygon highlights its text line and
    back; a line is corrected in place and saved with PATCH /api/v1/lines/{id}/.
-   Keys: ↓/j next line, ↑/k previous, Enter edit; while editing Enter or Ctrl+Enter saves, Esc cancels. */
+   Each line's "history" toggle lists its versions (GET /api/v1/lines/{id}/versions/).
+   Keys: ↓/j next line, ↑/k previous, Enter edit, h history; while editing Enter or Ctrl+Enter saves, Esc cancels. */
 "use strict";
 
 (function () {
@@ -79,11 +80,70 @@
     meta.textContent = line.is_ground_truth ? "corrected"
       : line.confidence === null ? "" : Math.round(line.confidence * 100) + "%";
     meta.title = line.is_ground_truth ? "Corrected by a person (ground truth)" : "Line confidence";
-    li.append(no, text, meta);
+    const history = document.createElement("button");
+    history.type = "button";
+    history.className = "line-history-toggle";
+    history.textContent = "history";
+    history.title = "Versions of this line (who, when, text); key h";
+    history.setAttribute("aria-expanded", "false");
+    history.addEventListener("click", (event) => { event.stopPropagation(); toggleHistory(i); });
+    li.append(no, text, meta, history);
     li.addEventListener("mouseenter", () => highlight(i, true));
     li.addEventListener("mouseleave", () => highlight(i, false));
     li.addEventListener("click", () => { if (!editing || editing.index !== i) { select(i); edit(i); } });
     return li;
+  }
+
+  function versionsUrl(id) { return lineUrl(id) + "versions/"; }
+
+  /* Show or hide the versions of line i (GET /api/v1/lines/{id}/versions/), oldest first. */
+  async function toggleHistory(i) {
+    const li = list.children[i];
+    const button = li.querySelector(".line-history-toggle");
+    const open = li.querySelector(".line-history");
+    if (open) {
+      open.remove();
+      button.setAttribute("aria-expanded", "false");
+      return;
+    }
+    const panel = document.createElement("ol");
+    panel.className = "line-history";
+    panel.setAttribute("aria-label", "Versions of line " + (i + 1));
+    panel.addEventListener("click", (event) => event.stopPropagation());
+    panel.innerHTML = '<li class="muted">Loading…</li>';
+    li.appendChild(panel);
+    button.setAttribute("aria-expanded", "true");
+    try {
+      const versions = await Quire.api(versionsUrl(lines[i].id));
+      panel.textContent = "";
+      if (!versions.length) {
+        const item = document.createElement("li");
+        item.className = "muted";
+        item.textContent = "No versions yet: the text is the model's output, never corrected.";
+        panel.appendChild(item);
+      }
+      versions.forEach((v) => {
+        const item = document.createElement("li");
+        item.className = "line-version version-" + v.source;
+        const who = document.createElement("span");
+        who.className = "who";
+        const when = new Date(v.created_at);
+        who.textContent = (v.source === "model" ? "model output" : (v.user || "a deleted user"))
+          + " · " + (isNaN(when) ? v.created_at : when.toLocaleString());
+        who.title = v.created_at;
+        const text = document.createElement("span");
+        text.className = "version-text";
+        text.textContent = v.text;
+        item.append(who, text);
+        panel.appendChild(item);
+      });
+    } catch (e) {
+      panel.innerHTML = "";
+      const item = document.createElement("li");
+      item.className = "error-text";
+      item.textContent = "Could not load the versions: " + e.message;
+      panel.appendChild(item);
+    }
   }
 
   function polygon(line, i) {
@@ -201,6 +261,9 @@
     } else if (event.key === "Enter" && current >= 0) {
       event.preventDefault();
       edit(current);
+    } else if (event.key === "h" && current >= 0) {
+      event.preventDefault();
+      toggleHistory(current);
     }
   });
 
