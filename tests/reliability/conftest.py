@@ -71,11 +71,15 @@ class OwnRedis:
 
 
 @pytest.fixture
-def own_redis(tmp_path, settings):
-    """A fresh Redis for one test; this process publishes jobs to it (settings.CELERY_BROKER_URL)."""
+def own_redis(tmp_path, settings, monkeypatch):
+    """A fresh Redis for one test; this process publishes jobs to it. Both the settings and the
+    environment name it: Celery prefers CELERY_BROKER_URL from the environment (set by `make
+    test`) to the broker an app is built with, for the dispatch client and the workers' ping probe."""
     server = OwnRedis(tmp_path)
     server.start()
     settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = server.url
+    monkeypatch.setenv("CELERY_BROKER_URL", server.url)
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", server.url)
     yield server
     server.stop()
 
