@@ -21,7 +21,7 @@ BASE_CHARSET = (
     "ÀÂÄÆÇÈÉÊËÎÏÔÖŒÙÛÜŸàâäæçèéêëîïôöœùûüÿ"  # French
     "ßẞ"  # German (with ÄÖÜäöü above)
     "ÁÍÑÓÚáíñóú¡¿"  # Spanish
-    "£€$%&§°¢¥"
+    "£€§°¢¥"  # ($ % & are in the ASCII line)
     "‘’‚“”„«»‹›"  # quotes
     "–—‐…·•"  # dashes and dots
     "⟦⟧"  # struck-text brackets used by the Stanford ground truth
