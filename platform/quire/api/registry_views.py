@@ -16,7 +16,7 @@ from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
@@ -28,6 +28,7 @@ from quire.registry import groundtruth, services
 from quire.registry.models import ModelVersion
 
 from .errors import ApiError
+from .parsers import ObjectJSONParser
 from .views import _over_limit
 
 STAFF_ACTIONS = {"promote", "rollback", "train"}
@@ -98,7 +99,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
 
     lookup_value_converter = "int"
     serializer_class = ModelVersionSerializer
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [ObjectJSONParser, FormParser, MultiPartParser]
 
     def get_permissions(self):
         if self.action in STAFF_ACTIONS:

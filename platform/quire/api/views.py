@@ -18,7 +18,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
@@ -32,6 +32,7 @@ from quire.jobs.dispatch import enqueue_transcription
 from quire.jobs.models import InvalidTransition, JobState, TranscriptionJob
 
 from .errors import ApiError
+from .parsers import ObjectJSONParser
 from .serializers import (
     EXPORT_FORMATS,
     DocumentSerializer,
@@ -317,7 +318,7 @@ class TranscribeView(APIView):
     200 with the text and lines when the job finishes in time, else 202 with the job link.
     """
 
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, ObjectJSONParser]
     throttle_scope = "uploads"
 
     def _image(self, request) -> tuple[bytes, str]:
@@ -381,3 +382,4 @@ class ObtainTokenView(ObtainAuthToken):
 
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
+    parser_classes = [FormParser, MultiPartParser, ObjectJSONParser]
