@@ -51,3 +51,74 @@ def test_registry_json_body_that_is_not_an_object_is_400_and_starts_nothing(db, 
 def test_json_object_body_still_works(alice):
     response = _post_json(client_for(alice), "/api/v1/documents/", json.dumps({"name": "letters"}))
     assert response.status_code == 201 and response.json()["name"] == "letters"
+
+
+# ----------------------------------------------- 2. user strings stored in the database (NUL, ...)
+def _upload(client, **fields):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.platform.factories import page_png
+
+    files = [SimpleUploadedFile("scan.png", page_png(seed=fields.pop("seed", 1)), content_type="image/png")]
+    return client.post("/api/v1/pages/", {"files": files, **fields}, format="multipart")
+
+
+@pytest.mark.parametrize("name, problem", [("a\x00b", "U+0000"), ("two\nlines", "U+000A"), ("tab\there", "U+0009"),
+                                           ("x" * 256, "at most 255 characters")])
+def test_bad_document_name_on_upload_is_400_naming_the_field(alice, name, problem):
+    from quire.documents.models import Document, Page
+
+    response = _upload(client_for(alice), document_name=name)
+    assert response.status_code == 400, response.content
+    detail = response.json()["detail"]
+    assert detail.startswith("document_name:") and problem in detail
+    assert not Page.objects.exists() and not Document.objects.exists()
+
+
+def test_good_document_name_on_upload_is_kept(alice):
+    from quire.documents.models import Document
+
+    response = _upload(client_for(alice), document_name="Lettres · 1848 ✉")
+    assert response.status_code == 202
+    assert Document.objects.get().name == "Lettres · 1848 ✉"
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "bell\x07", "x" * 256])
+def test_bad_document_name_on_create_is_400_naming_the_field(alice, name):
+    response = client_for(alice).post("/api/v1/documents/", {"name": name}, format="json")
+    assert response.status_code == 400 and response.json()["detail"].startswith("name:")
+
+
+def test_bad_document_name_on_ground_truth_import_is_400(alice):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.platform.factories import page_png
+
+    response = client_for(alice).post("/api/v1/ground-truth/import/", {
+        "image": SimpleUploadedFile("p.png", page_png(seed=2)), "xml": SimpleUploadedFile("p.xml", b"<x/>"),
+        "document_name": "nul\x00"}, format="multipart")
+    assert response.status_code == 400 and "document_name" in response.json()["detail"]
+
+
+def test_web_form_refuses_a_document_name_with_nul(alice):
+    from django.test import Client
+
+    from quire.documents.models import Document
+
+    client = Client()
+    client.force_login(alice)
+    response = client.post("/", {"name": "a\x00b"}, follow=True)
+    assert response.status_code == 200 and "U+0000" in response.content.decode()
+    assert not Document.objects.exists()
+
+
+def test_file_display_name_with_control_characters_is_cleaned(alice):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from quire.documents.models import Page
+    from tests.platform.factories import page_png
+
+    files = [SimpleUploadedFile("sc\x00an\n.png", page_png(seed=3))]
+    response = client_for(alice).post("/api/v1/pages/", {"files": files}, format="multipart")
+    assert response.status_code == 202
+    assert Page.objects.get().filename == "scan.png"

@@ -29,7 +29,7 @@ from quire.registry.models import ModelVersion
 
 from .errors import ApiError
 from .parsers import ObjectJSONParser
-from .views import _over_limit
+from .views import _document_name, _over_limit
 
 STAFF_ACTIONS = {"promote", "rollback", "train"}
 
@@ -216,7 +216,7 @@ class GroundTruthImportView(APIView):
                 raise ApiError(404, f"no document with id {document_id!r}") from None
         try:
             page = groundtruth.import_page(request.user, image.read(), image.name, xml.read(), document,
-                                           request.data.get("document_name") or None)
+                                           _document_name(request))
         except groundtruth.GroundTruthError as exc:
             raise ApiError(400, f"{xml.name}: {exc}") from None
         except groundtruth.UploadRejected as exc:

@@ -4,6 +4,8 @@ URLs are absolute (built from the request). Nested data is read from prefetched 
 so list and detail views run a fixed number of queries.
 """
 
+import unicodedata
+
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
@@ -11,6 +13,33 @@ from quire.documents.models import Document, Line, LineVersion, Page
 from quire.jobs.models import JobState, TranscriptionJob
 
 EXPORT_FORMATS = ("txt", "json", "page", "alto")
+MAX_NAME_CHARS = 255  # Document.name, Page.filename
+
+
+def text_problem(value: str, *, max_length: int) -> str | None:
+    """Why `value` cannot be stored as one line of user text, or None when it can.
+
+    Refused: more than `max_length` characters, control characters (Unicode Cc: NUL, which
+    PostgreSQL cannot store, newline, tab, ...; named by code point) and lone surrogates (Cs,
+    which cannot be encoded as UTF-8).
+    """
+    if len(value) > max_length:
+        return f"at most {max_length} characters, got {len(value)}"
+    bad = sorted({ch for ch in value if unicodedata.category(ch) in ("Cc", "Cs")})
+    if bad:
+        names = ", ".join(f"U+{ord(ch):04X}" for ch in bad[:8]) + (", ..." if len(bad) > 8 else "")
+        return f"contains control characters ({names}); newlines, tabs and NUL are not allowed"
+    return None
+
+
+def plain_text(value, name: str, *, max_length: int = MAX_NAME_CHARS) -> str:
+    """`value` when it is a string fit for the database (see `text_problem`); else raises
+    serializers.ValidationError({name: [message]}) (HTTP 400 naming the field)."""
+    if not isinstance(value, str):
+        raise serializers.ValidationError({name: [f"must be a string, got {type(value).__name__}"]})
+    if problem := text_problem(value, max_length=max_length):
+        raise serializers.ValidationError({name: [problem]})
+    return value
 
 
 def _url(name: str, pk: int, request, suffix: str = "") -> str:
@@ -25,6 +54,11 @@ class DocumentSerializer(serializers.ModelSerializer):
         model = Document
         fields = ["id", "url", "name", "page_count", "created_at"]
         read_only_fields = ["id", "created_at"]
+
+    def validate_name(self, value: str) -> str:
+        if problem := text_problem(value, max_length=MAX_NAME_CHARS):
+            raise serializers.ValidationError(problem)
+        return value
 
 
 class LineSerializer(serializers.ModelSerializer):

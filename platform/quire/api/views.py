@@ -43,6 +43,7 @@ from .serializers import (
     PageDetailSerializer,
     PageSerializer,
     UploadedJobSerializer,
+    plain_text,
 )
 
 MAX_FILES_PER_REQUEST = 50
@@ -91,6 +92,12 @@ def _int_param(request, name: str) -> int | None:
         return int(value)
     except ValueError:
         raise ApiError(400, f"{name} must be an integer id, got {value!r}") from None
+
+
+def _document_name(request) -> str | None:
+    """The optional `document_name` field, checked like POST /documents/ (400 naming the field)."""
+    name = request.data.get("document_name")
+    return plain_text(name, "document_name") if name else None
 
 
 def _accept(request, files: list[tuple[bytes, str]], document: Document | None,
@@ -207,7 +214,7 @@ class PageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                 too_big.append({"filename": safe_display_name(upload.name), "status": 413, "detail": message})
             else:
                 files.append((upload.read(), upload.name))
-        outcomes, errors = _accept(request, files, document, request.data.get("document_name") or None,
+        outcomes, errors = _accept(request, files, document, _document_name(request),
                                    _truthy(request.data.get("force", "")))
         return _accepted_response(request, outcomes, too_big + errors)
 

@@ -10,7 +10,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from quire.api.serializers import EXPORT_FORMATS
+from quire.api.serializers import EXPORT_FORMATS, MAX_NAME_CHARS, text_problem
 from quire.documents.models import Document, Page
 from quire.jobs.models import JobState, TrainingJob, TranscriptionJob
 from quire.registry import services
@@ -44,8 +44,8 @@ def document_list(request):
         if not name:
             messages.error(request, "A document needs a name.")
             return redirect("web:documents")
-        if len(name) > 255:
-            messages.error(request, "A document name has at most 255 characters.")
+        if problem := text_problem(name, max_length=MAX_NAME_CHARS):
+            messages.error(request, f"Document name: {problem}.")
             return redirect("web:documents")
         document = Document.objects.create(owner=request.user, name=name)
         return redirect("web:document", pk=document.pk)
