@@ -180,6 +180,7 @@ QUIRE_DEVICE = env_str("QUIRE_DEVICE", "cpu")
 QUIRE_JOB_STUCK_AFTER_S = env_int("QUIRE_JOB_STUCK_AFTER_S", 1800)  # sweep re-queues after this
 QUIRE_JOB_MAX_ATTEMPTS = env_int("QUIRE_JOB_MAX_ATTEMPTS", 3)
 QUIRE_TRANSCRIBE_MAX_WAIT_S = 60
+QUIRE_MAX_LINE_CHARS = env_int("QUIRE_MAX_LINE_CHARS", 2000)  # text of one line (PATCH /lines/{id}/)
 
 # --- API --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

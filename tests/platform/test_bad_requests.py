@@ -122,3 +122,56 @@ def test_file_display_name_with_control_characters_is_cleaned(alice):
     response = client_for(alice).post("/api/v1/pages/", {"files": files}, format="multipart")
     assert response.status_code == 202
     assert Page.objects.get().filename == "scan.png"
+
+
+# ------------------------------------------------------------------ 6. PATCH /api/v1/lines/{id}/
+@pytest.fixture
+def line(alice):
+    from tests.platform.factories import add_lines, make_page
+
+    page, _ = make_page(alice, width=400, height=300)
+    return add_lines(page, ["kept"])[0]
+
+
+def _patch(user, line, body):
+    return client_for(user).patch(f"/api/v1/lines/{line.pk}/", body, format="json")
+
+
+@pytest.mark.parametrize("body, expected", [
+    ({}, "nothing to change"),
+    ({"text": 123}, "text: Not a valid string"),
+    ({"text": ["a"]}, "text: Not a valid string"),
+    ({"text": None}, "text:"),
+    ({"text": "two\nlines"}, "U+000A"),
+    ({"text": "a\ttab"}, "U+0009"),
+    ({"text": "nul\x00"}, "text:"),
+    ({"text": "bell\x07"}, "U+0007"),
+    ({"text": "x" * 2001}, "at most 2000 characters"),
+    ({"txt": "typo"}, "unknown field(s) txt"),
+    ({"text": "ok", "is_ground_truth": False}, "unknown field(s) is_ground_truth"),
+    ({"polygon": [[1, 1], [50, 50], [100, 100]]}, "zero area"),
+    ({"polygon": [[i % 300, i % 2] for i in range(5001)]}, "at most 5000"),
+    ({"baseline": [[i % 300, 5] for i in range(5001)]}, "at most 5000"),
+])
+def test_bad_line_patch_is_400_naming_the_problem(alice, line, body, expected):
+    from quire.documents.models import LineVersion
+
+    response = _patch(alice, line, body)
+    assert response.status_code == 400, response.content
+    assert expected in response.json()["detail"]
+    line.refresh_from_db()
+    assert line.text == "kept" and not line.is_ground_truth and not LineVersion.objects.exists()
+
+
+def test_line_text_limit_follows_the_setting(alice, line, settings):
+    settings.QUIRE_MAX_LINE_CHARS = 5
+    assert _patch(alice, line, {"text": "sixsix"}).status_code == 400
+    assert _patch(alice, line, {"text": "five5"}).status_code == 200
+
+
+def test_good_line_patch_still_works(alice, line):
+    polygon = [[10, 10], [300, 10], [300, 40], [10, 40]]
+    response = _patch(alice, line, {"text": "Überall ✓", "polygon": polygon, "baseline": [[10, 35], [300, 35]]})
+    assert response.status_code == 200, response.content
+    line.refresh_from_db()
+    assert line.text == "Überall ✓" and line.polygon == polygon and line.is_ground_truth

@@ -6,6 +6,7 @@ so list and detail views run a fixed number of queries.
 
 import unicodedata
 
+from django.conf import settings
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
@@ -109,9 +110,14 @@ class PageDetailSerializer(PageSerializer):
         return "\n".join(line.text for line in page.lines.all())
 
 
+MAX_GEOMETRY_POINTS = 5000  # per polygon or baseline; a detected line has tens
+
+
 def _points(value, name: str) -> list[list[int]]:
     if not isinstance(value, list) or len(value) < 2:
         raise serializers.ValidationError(f"{name} must be a list of at least 2 [x, y] points")
+    if len(value) > MAX_GEOMETRY_POINTS:
+        raise serializers.ValidationError(f"{name} has {len(value)} points; at most {MAX_GEOMETRY_POINTS}")
     for point in value:
         if (not isinstance(point, list) or len(point) != 2
                 or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in point)):
@@ -119,12 +125,47 @@ def _points(value, name: str) -> list[list[int]]:
     return value
 
 
+def polygon_area(points: list[list[int]]) -> float:
+    """Area in square pixels of a simple polygon given as [[x, y], ...] (shoelace formula)."""
+    twice = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1]))
+    return abs(twice) / 2
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses non-strings (DRF's turns 123 into "123" silently)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class LineUpdateSerializer(serializers.ModelSerializer):
-    """PATCH body: `text` and optionally `polygon`/`baseline` in page pixels (inside the page)."""
+    """PATCH body: `text` (one line: at most QUIRE_MAX_LINE_CHARS characters, no newline, tab or
+    other control character, so every export keeps one line per line) and optionally
+    `polygon`/`baseline` in page pixels (inside the page, at most MAX_GEOMETRY_POINTS points; the
+    polygon with a non-zero area). An empty body or an unknown field is a 400."""
+
+    text = StrictCharField(allow_blank=True, required=False)
 
     class Meta:
         model = Line
         fields = ["text", "polygon", "baseline"]
+
+    def validate(self, attrs):
+        data = self.initial_data
+        if not data:
+            raise serializers.ValidationError(f"nothing to change: send {', '.join(self.Meta.fields)}")
+        unknown = sorted(set(data) - set(self.Meta.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                f"unknown field(s) {', '.join(unknown)}; a line takes {', '.join(self.Meta.fields)}")
+        return attrs
+
+    def validate_text(self, value: str) -> str:
+        if problem := text_problem(value, max_length=settings.QUIRE_MAX_LINE_CHARS):
+            raise serializers.ValidationError(problem)
+        return value
 
     def _inside(self, points: list[list[int]], name: str) -> list[list[int]]:
         page = self.instance.page
@@ -136,6 +177,8 @@ class LineUpdateSerializer(serializers.ModelSerializer):
         points = self._inside(_points(value, "polygon"), "polygon")
         if len(points) < 3:
             raise serializers.ValidationError("polygon needs at least 3 points")
+        if polygon_area(points) == 0:
+            raise serializers.ValidationError("polygon has zero area (its points are on one line)")
         return points
 
     def validate_baseline(self, value):
