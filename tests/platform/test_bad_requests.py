@@ -175,3 +175,47 @@ def test_good_line_patch_still_works(alice, line):
     assert response.status_code == 200, response.content
     line.refresh_from_db()
     assert line.text == "Überall ✓" and line.polygon == polygon and line.is_ground_truth
+
+
+# --------------------------------------------- 5. exports and images ignore a sensible Accept header
+@pytest.fixture
+def done_page(alice):
+    from tests.platform.factories import add_lines, make_page
+
+    page, _ = make_page(alice)
+    add_lines(page, ["first line", "second line"])
+    return page
+
+
+@pytest.mark.parametrize("fmt, accept, content_type", [
+    ("page", "application/xml", "application/xml"), ("alto", "application/xml", "application/xml"),
+    ("alto", "text/xml", "application/xml"), ("txt", "text/plain", "text/plain"),
+    ("json", "application/json", "application/json"), ("page", "*/*", "application/xml")])
+def test_page_export_answers_whatever_the_accept_header(alice, done_page, fmt, accept, content_type):
+    response = client_for(alice).get(f"/api/v1/pages/{done_page.pk}/export/?format={fmt}", HTTP_ACCEPT=accept)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith(content_type)
+    assert b"second" in response.content
+
+
+@pytest.mark.parametrize("accept", ["application/zip", "application/octet-stream"])
+def test_document_export_answers_application_zip(alice, done_page, accept):
+    response = client_for(alice).get(f"/api/v1/documents/{done_page.document_id}/export/?format=page",
+                                     HTTP_ACCEPT=accept)
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    assert response.content[:2] == b"PK"
+
+
+@pytest.mark.parametrize("accept", ["image/png", "image/*", "image/webp,image/png,*/*;q=0.8"])
+def test_page_image_answers_image_png(alice, done_page, accept):
+    response = client_for(alice).get(f"/api/v1/pages/{done_page.pk}/image/", HTTP_ACCEPT=accept)
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert response.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_export_errors_stay_json_whatever_the_accept_header(alice, done_page):
+    response = client_for(alice).get(f"/api/v1/pages/{done_page.pk}/export/?format=docx",
+                                     HTTP_ACCEPT="application/xml")
+    assert response.status_code == 400 and "unknown export format" in response.json()["detail"]
+    missing = client_for(alice).get("/api/v1/pages/999999/image/", HTTP_ACCEPT="image/png")
+    assert missing.status_code == 404 and "detail" in missing.json()

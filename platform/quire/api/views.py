@@ -18,7 +18,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
+from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
@@ -65,6 +67,21 @@ def _attachment(data: bytes, content_type: str, filename: str) -> HttpResponse:
     response = HttpResponse(data, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+class IgnoreAccept(BaseContentNegotiation):
+    """Content negotiation for views that answer files (exports, page images): the `Accept`
+    header is not consulted, so `Accept: application/xml` on a PAGE export or `image/png` on an
+    image is not a 406; the first renderer (JSON) renders error answers."""
+
+    def select_parser(self, request, parsers):
+        return DefaultContentNegotiation().select_parser(request, parsers)
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+FILE_ACTION = {"content_negotiation_class": IgnoreAccept, "renderer_classes": [JSONRenderer]}
 
 
 def _over_limit(upload) -> str | None:
@@ -154,7 +171,7 @@ class DocumentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         serializer.save(owner=self.request.user)
 
     @extend_schema(parameters=[FORMAT_PARAM], responses={(200, "application/zip"): bytes})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], **FILE_ACTION)
     def export(self, request, pk=None):
         document = self.get_object()
         fmt = _export_format(request)
@@ -219,7 +236,7 @@ class PageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return _accepted_response(request, outcomes, too_big + errors)
 
     @extend_schema(responses={(200, "image/png"): bytes})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], **FILE_ACTION)
     def image(self, request, pk=None):
         """The normalised 8-bit grayscale page image (PNG) the pipeline reads."""
         page = self.get_object()
@@ -230,7 +247,7 @@ class PageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return HttpResponse(data, content_type="image/png")
 
     @extend_schema(parameters=[FORMAT_PARAM], responses={(200, "application/xml"): bytes})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], **FILE_ACTION)
     def export(self, request, pk=None):
         """The page's transcription as txt, json, PAGE XML 2019 or ALTO 4."""
         page = self.get_object()
