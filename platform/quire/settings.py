@@ -86,6 +86,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "quire.api.errors.ApiJsonErrorsMiddleware",  # JSON 404/413 on /api/ paths, also under DEBUG
 ]
 
 ROOT_URLCONF = "quire.urls"

@@ -12,3 +12,5 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("", include("quire.web.urls")),
 ]
+
+handler404 = "quire.api.errors.handler404"  # JSON under /api/, the web page's 404.html elsewhere

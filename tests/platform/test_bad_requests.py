@@ -219,3 +219,34 @@ def test_export_errors_stay_json_whatever_the_accept_header(alice, done_page):
     assert response.status_code == 400 and "unknown export format" in response.json()["detail"]
     missing = client_for(alice).get("/api/v1/pages/999999/image/", HTTP_ACCEPT="image/png")
     assert missing.status_code == 404 and "detail" in missing.json()
+
+
+# ------------------------------------------------ 8. unmatched API paths and oversize bodies: JSON
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("path", ["/api/v1/pages/abc/", "/api/v1/lines/1.5/", "/api/v1/jobs/-1/cancel/",
+                                  "/api/v1/nothing/", "/api/v2/"])
+def test_unmatched_api_paths_answer_json_404(alice, settings, debug, path):
+    settings.DEBUG = debug
+    response = client_for(alice).get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json" and "not found" in response.json()["detail"]
+
+
+def test_unmatched_web_paths_still_answer_html(alice):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(alice)
+    response = client.get("/pages/abc/")
+    assert response.status_code == 404 and response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_body_over_the_memory_limit_answers_json_413(alice, settings, debug):
+    settings.DEBUG = debug
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
+    body = json.dumps({"image": "A" * 4_000})
+    for path in ("/api/v1/transcribe/", "/api/v1/documents/"):
+        response = client_for(alice).generic("POST", path, body, content_type="application/json")
+        assert response.status_code == 413, (path, response.content[:200])
+        assert "request body too large" in response.json()["detail"]

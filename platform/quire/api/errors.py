@@ -5,6 +5,9 @@ sentence (and kept whole under `errors`) so clients always find the message in t
 """
 import logging
 
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import JsonResponse
+from django.views import defaults
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -45,3 +48,55 @@ def exception_handler(exc, context):
     if response.status_code >= status.HTTP_500_INTERNAL_SERVER_ERROR:
         log.error("API error %s: %s", response.status_code, response.data["detail"])
     return response
+
+
+API_PREFIX = "/api/"
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def _not_found(request) -> JsonResponse:
+    return JsonResponse({"detail": f"not found: no API resource at {request.path}"}, status=404)
+
+
+def handler404(request, exception=None):
+    """`handler404` of the root URLconf: JSON under /api/ (e.g. a non-integer id), HTML elsewhere."""
+    if _is_api(request):
+        return _not_found(request)
+    return defaults.page_not_found(request, exception)
+
+
+class ApiJsonErrorsMiddleware:
+    """JSON instead of HTML for errors Django raises outside DRF's views on /api/ paths:
+
+    - an unmatched path (e.g. `/api/v1/pages/abc/`): DEBUG answers its technical 404 page
+      without calling `handler404`, so an HTML 404 there is replaced by the JSON one;
+    - a body over DATA_UPLOAD_MAX_MEMORY_SIZE (RequestDataTooBig → 413) or over the field/file
+      count limits (→ 400), raised when a view first reads the body.
+    Put it last in MIDDLEWARE (innermost), so it sees the view's exception first.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (response.status_code == 404 and _is_api(request)
+                and response.get("Content-Type", "").startswith("text/html")):
+            return _not_found(request)
+        return response
+
+    def process_exception(self, request, exception):
+        if not _is_api(request):
+            return None
+        if isinstance(exception, RequestDataTooBig):
+            from django.conf import settings
+
+            return JsonResponse({"detail": "request body too large: at most "
+                                           f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes outside uploaded files"},
+                                status=413)
+        if isinstance(exception, (TooManyFieldsSent, TooManyFilesSent)):
+            return JsonResponse({"detail": f"bad request: {exception}"}, status=400)
+        return None
