@@ -170,6 +170,7 @@ else:
 QUIRE_MAX_PIXELS = env_int("QUIRE_MAX_PIXELS", 60_000_000)
 QUIRE_MAX_UPLOAD_BYTES = env_int("QUIRE_MAX_UPLOAD_BYTES", 104_857_600)
 QUIRE_PDF_DPI = env_int("QUIRE_PDF_DPI", 200)
+QUIRE_MAX_PAGES_PER_UPLOAD = env_int("QUIRE_MAX_PAGES_PER_UPLOAD", 100)  # TIFF frames / PDF pages per file (413)
 # A base64 JSON body is 4/3 of the file, plus room for the JSON around it.
 DATA_UPLOAD_MAX_MEMORY_SIZE = QUIRE_MAX_UPLOAD_BYTES * 4 // 3 + 1_048_576
 

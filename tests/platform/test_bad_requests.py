@@ -250,3 +250,33 @@ def test_body_over_the_memory_limit_answers_json_413(alice, settings, debug):
         response = client_for(alice).generic("POST", path, body, content_type="application/json")
         assert response.status_code == 413, (path, response.content[:200])
         assert "request body too large" in response.json()["detail"]
+
+
+# ------------------------------------------------------------------- 4. frames (pages) per upload
+def _tiff(frames: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    from tests.platform.factories import gray_of, page_png
+
+    images = [Image.fromarray(gray_of(page_png(120, 90, seed=i))) for i in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="TIFF", save_all=True, append_images=images[1:])
+    return buffer.getvalue()
+
+
+def test_upload_over_the_page_limit_is_413_naming_the_limit(alice, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from quire.documents.models import Page
+
+    settings.QUIRE_MAX_PAGES_PER_UPLOAD = 2
+    client = client_for(alice)
+    response = client.post("/api/v1/pages/", {"files": [SimpleUploadedFile("book.tif", _tiff(3))]}, format="multipart")
+    assert response.status_code == 413, response.content
+    assert "book.tif" in response.json()["detail"] and "more than 2 pages" in response.json()["detail"]
+    assert not Page.objects.exists()
+    ok = client.post("/api/v1/pages/", {"files": [SimpleUploadedFile("two.tif", _tiff(2))]}, format="multipart")
+    assert ok.status_code == 202 and len(ok.json()["jobs"]) == 2
+

@@ -88,7 +88,7 @@ def prepare_upload(user, data: bytes, filename: str, *, force: bool = False) -> 
     uploaded identical bytes and `force` is False, else a PreparedUpload. `filename` is cleaned
     by `ingest.safe_display_name` and used for messages and display only. Raises UploadRejected:
     413 over the byte or pixel limit, 400/415 for empty, broken or non-image files (the message
-    names the file).
+    names the file; 413 also above QUIRE_MAX_PAGES_PER_UPLOAD TIFF frames / PDF pages).
     """
     filename = safe_display_name(filename)
     if len(data) > settings.QUIRE_MAX_UPLOAD_BYTES:
@@ -98,7 +98,8 @@ def prepare_upload(user, data: bytes, filename: str, *, force: bool = False) -> 
     if not force and (existing := _existing(user, sha256)) is not None:
         return existing
     try:
-        frames = decode_upload(data, filename, max_pixels=settings.QUIRE_MAX_PIXELS, pdf_dpi=settings.QUIRE_PDF_DPI)
+        frames = decode_upload(data, filename, max_pixels=settings.QUIRE_MAX_PIXELS, pdf_dpi=settings.QUIRE_PDF_DPI,
+                               max_frames=settings.QUIRE_MAX_PAGES_PER_UPLOAD)
     except IngestError as exc:
         raise UploadRejected(exc.status_code, _named(exc.message, filename)) from exc
     good = [frame for frame in frames if frame.error is None]
