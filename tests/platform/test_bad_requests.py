@@ -280,3 +280,42 @@ def test_upload_over_the_page_limit_is_413_naming_the_limit(alice, settings):
     ok = client.post("/api/v1/pages/", {"files": [SimpleUploadedFile("two.tif", _tiff(2))]}, format="multipart")
     assert ok.status_code == 202 and len(ok.json()["jobs"]) == 2
 
+
+
+# ------------------------------------------------- 7. exports name the model versions of the lines
+@pytest.mark.parametrize("fmt", ["json", "page", "alto"])
+def test_exports_carry_the_models_of_the_latest_succeeded_job(alice, fmt):
+    import io
+    import zipfile
+
+    from quire.jobs.models import TranscriptionJob
+    from tests.platform.factories import finish_job, make_page
+    from tests.platform.xml_schemas import assert_valid
+
+    page, job = make_page(alice)
+    finish_job(job, ["Dear Sir", "yours truly"])
+    newer = TranscriptionJob.objects.create(page=page, models_used={"recognizer": "quire-recognizer@never-ran"})
+    newer.transition("canceled")  # a later job that did not succeed does not count
+    client = client_for(alice)
+    single = client.get(f"/api/v1/pages/{page.pk}/export/?format={fmt}")
+    archive = client.get(f"/api/v1/documents/{page.document_id}/export/?format={fmt}")
+    assert single.status_code == 200 and archive.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
+        zipped_data = zipped.read(zipped.namelist()[0])
+    for data in (single.content, zipped_data):
+        if fmt == "json":
+            assert json.loads(data)["models"] == {"detector": "quire-detector@test",
+                                                  "recognizer": "quire-recognizer@test"}
+            continue
+        root = assert_valid(data, fmt)
+        text = data.decode()
+        assert "quire-detector@test" in text and "quire-recognizer@test" in text and "never-ran" not in text
+        if fmt == "page":
+            ns = {"p": root.nsmap[None]}
+            items = {i.get("name"): i.get("value") for i in root.findall("p:Metadata/p:MetadataItem", ns)}
+            assert items == {"detector": "quire-detector@test", "recognizer": "quire-recognizer@test"}
+
+
+def test_export_of_a_page_without_a_succeeded_job_has_no_models(alice, done_page):
+    response = client_for(alice).get(f"/api/v1/pages/{done_page.pk}/export/?format=json")
+    assert response.status_code == 200 and response.json()["models"] == {}

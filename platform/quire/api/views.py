@@ -84,6 +84,13 @@ class IgnoreAccept(BaseContentNegotiation):
 FILE_ACTION = {"content_negotiation_class": IgnoreAccept, "renderer_classes": [JSONRenderer]}
 
 
+def _with_models_used(pages):
+    """Annotate each page with `models_used` of its latest succeeded job (what the exports name)."""
+    succeeded = (TranscriptionJob.objects.filter(page=OuterRef("pk"), state=JobState.SUCCEEDED)
+                 .order_by("-finished_at", "-id"))
+    return pages.annotate(models_used=Subquery(succeeded.values("models_used")[:1]))
+
+
 def _over_limit(upload) -> str | None:
     """The 413 message for an uploaded file over QUIRE_MAX_UPLOAD_BYTES (checked before reading it)."""
     limit = settings.QUIRE_MAX_UPLOAD_BYTES
@@ -175,7 +182,7 @@ class DocumentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def export(self, request, pk=None):
         document = self.get_object()
         fmt = _export_format(request)
-        pages = document.pages.prefetch_related("lines").order_by("order", "id")
+        pages = _with_models_used(document.pages.prefetch_related("lines")).order_by("order", "id")
         data = exports.zip_pages((exports.export_page(page) for page in pages), fmt)
         return _attachment(data, "application/zip", f"document-{document.pk}-{fmt}.zip")
 
@@ -197,6 +204,8 @@ class PageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                 queryset = queryset.filter(document_id=document)
         if self.action in ("retrieve", "export"):
             queryset = queryset.prefetch_related(Prefetch("lines", Line.objects.order_by("index")))
+        if self.action == "export":
+            queryset = _with_models_used(queryset)
         return queryset
 
     def get_serializer_class(self):

@@ -73,6 +73,10 @@ def export_page(source, *, image_filename: str | None = None, page_number: int |
                 models: dict | None = None) -> ExportPage:
     """Adapt a `documents.Page` row (lines prefetched), an `ml` PageResult or its `to_dict()`.
 
+    The model versions that produced the lines ({"detector": ..., "recognizer": ...}) are
+    `models`, else the source's `models` (a PageResult), else its `models_used` (a Page row
+    annotated with its latest succeeded job's `models_used`, see quire.api.views), else {}.
+
     Lines may be model rows, dataclasses or dicts with the keys of the ml contract
     (text, confidence, polygon, baseline, bbox, char_confidences).
     """
@@ -99,7 +103,8 @@ def export_page(source, *, image_filename: str | None = None, page_number: int |
         image_filename=image_filename or (f"page-{pk}.png" if pk is not None else "page.png"),
         lines=out,
         page_number=page_number if page_number is not None else int(_get(source, "order", 0) or 0) + 1,
-        models=models if models is not None else dict(_get(source, "models", {}) or {}),
+        models=models if models is not None else dict(
+            _get(source, "models", None) or _get(source, "models_used", None) or {}),
     )
 
 
@@ -170,7 +175,8 @@ def to_json(page: ExportPage) -> dict:
 
 
 def to_page_xml(page: ExportPage) -> bytes:
-    """PAGE XML 2019-07-15: one TextRegion holding the lines (Coords, Baseline, TextEquiv)."""
+    """PAGE XML 2019-07-15: one TextRegion holding the lines (Coords, Baseline, TextEquiv); each
+    model version is a Metadata/MetadataItem of type processingStep (name = kind, value = version)."""
     def E(tag, **attrs):
         return etree.Element(f"{{{PAGE_NS}}}{tag}", {k: v for k, v in attrs.items() if v is not None})
 
@@ -179,6 +185,9 @@ def to_page_xml(page: ExportPage) -> bytes:
     meta = etree.SubElement(root, f"{{{PAGE_NS}}}Metadata")
     for tag, text in (("Creator", CREATOR), ("Created", _timestamp(page)), ("LastChange", _timestamp(page))):
         etree.SubElement(meta, f"{{{PAGE_NS}}}{tag}").text = text
+    for kind, name in sorted(page.models.items()):  # the model versions that produced the lines
+        etree.SubElement(meta, f"{{{PAGE_NS}}}MetadataItem", type="processingStep", name=_clean(str(kind)),
+                         value=_clean(str(name)))
     page_el = E("Page", imageFilename=_clean(page.image_filename), imageWidth=str(page.width),
                 imageHeight=str(page.height))
     root.append(page_el)
