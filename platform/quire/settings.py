@@ -7,6 +7,7 @@ key and plain-HTTP cookies. With `DJANGO_DEBUG=0` and a real `DJANGO_SECRET_KEY`
 """
 
 import os
+import urllib.parse
 from pathlib import Path
 
 import dj_database_url
@@ -183,6 +184,35 @@ QUIRE_JOB_STUCK_AFTER_S = env_int("QUIRE_JOB_STUCK_AFTER_S", 1800)  # sweep re-q
 QUIRE_JOB_MAX_ATTEMPTS = env_int("QUIRE_JOB_MAX_ATTEMPTS", 3)
 QUIRE_TRANSCRIBE_MAX_WAIT_S = 60
 QUIRE_MAX_LINE_CHARS = env_int("QUIRE_MAX_LINE_CHARS", 2000)  # text of one line (PATCH /lines/{id}/)
+
+# --- Cache: throttle counts (API and sign-in form) shared by every web process ----------------
+
+
+def cache_url() -> str:
+    """The cache's URL: QUIRE_CACHE_URL, else the Redis of CELERY_BROKER_URL (when set in the
+    environment) with another db number (broker db + 1, wrapping at 16), else "" (local memory:
+    bare unit tests only; each process then counts for itself)."""
+    if url := env_str("QUIRE_CACHE_URL"):
+        return url
+    broker = urllib.parse.urlsplit(env_str("CELERY_BROKER_URL"))
+    if broker.scheme not in ("redis", "rediss"):
+        return ""
+    try:
+        db = int(broker.path.strip("/") or 0)
+    except ValueError:
+        raise ImproperlyConfigured(f"CELERY_BROKER_URL has a db number that is not one: {broker.path!r}") from None
+    return urllib.parse.urlunsplit(broker._replace(path=f"/{(db + 1) % 16}"))
+
+
+QUIRE_CACHE_URL = cache_url()
+if QUIRE_CACHE_URL and not QUIRE_CACHE_URL.startswith("locmem://"):
+    # Django's RedisCache, failing open when Redis is down (quire.cache)
+    CACHES = {"default": {"BACKEND": "quire.cache.FailOpenRedisCache", "LOCATION": QUIRE_CACHE_URL,
+                          "KEY_PREFIX": "quire"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "quire"}}
+# Failed sign-ins on the web form per minute, per client address and per username (then 429).
+QUIRE_LOGIN_FAILURES_PER_MIN = env_int("QUIRE_LOGIN_FAILURES_PER_MIN", 10)
 
 # --- API --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

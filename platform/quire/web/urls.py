@@ -8,7 +8,7 @@ app_name = "web"
 
 urlpatterns = [
     path("", views.document_list, name="documents"),
-    path("login/", auth_views.LoginView.as_view(template_name="quire/web/login.html",
+    path("login/", views.ThrottledLoginView.as_view(template_name="quire/web/login.html",
                                                 redirect_authenticated_user=True,
                                                 next_page="web:documents"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(next_page="web:login"), name="logout"),

@@ -3,8 +3,13 @@ document, page or job is a 404, exactly as in the API. The pages are server-rend
 state, uploads, corrections and exports go through the JSON API (`static/quire/web/*.js`).
 """
 
+import hashlib
+
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.db.models import Count, Prefetch, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,6 +25,38 @@ LOGIN_URL = "web:login"
 JOBS_SHOWN = 100
 EXPORT_LABELS = {"txt": "Text", "json": "JSON", "page": "PAGE XML", "alto": "ALTO"}
 assert set(EXPORT_LABELS) == set(EXPORT_FORMATS), "a label per API export format"
+
+
+LOGIN_WINDOW_S = 60
+LOGIN_THROTTLED = "Too many failed sign-in attempts; wait a minute and try again."
+
+
+class ThrottledLoginView(auth_views.LoginView):
+    """The sign-in form, throttled: after QUIRE_LOGIN_FAILURES_PER_MIN failed attempts within a
+    minute from one client address (REMOTE_ADDR) or for one username, every attempt (even with
+    the right password) is answered 429 with a message until the minute is over. Counts live in
+    the shared cache (Redis in production), so all web processes see the same counts."""
+
+    def _keys(self) -> list[str]:
+        username = self.request.POST.get("username", "").strip().lower()
+        digest = hashlib.sha256(username.encode("utf-8", "replace")).hexdigest()
+        return [f"login-failures:addr:{self.request.META.get('REMOTE_ADDR', '')}", f"login-failures:user:{digest}"]
+
+    def post(self, request, *args, **kwargs):
+        limit = settings.QUIRE_LOGIN_FAILURES_PER_MIN
+        if any((cache.get(key) or 0) >= limit for key in self._keys()):
+            context = self.get_context_data(form=self.get_form(), throttled=LOGIN_THROTTLED)
+            return self.render_to_response(context, status=429)
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        for key in self._keys():
+            cache.add(key, 0, timeout=LOGIN_WINDOW_S)  # the window starts at the first failure
+            try:
+                cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.set(key, 1, timeout=LOGIN_WINDOW_S)
+        return super().form_invalid(form)
 
 
 def _latest_jobs() -> Prefetch:
