@@ -223,7 +223,7 @@ def submit_and_follow(base: str, token: str, page: Path) -> dict:
     wall = time.monotonic() - t0
     print("\n=== job ===")
     print(json.dumps({k: job.get(k) for k in ("id", "state", "created_at", "started_at",
-                                               "finished_at", "timings", "error", "models")
+                                               "finished_at", "timings", "error", "models_used")
                       if k in job}, indent=2, ensure_ascii=False))
     print(f"upload → {job.get('state')}: {wall:.1f} s wall clock")
     if job.get("state") == "succeeded":
@@ -246,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum, _frame):
         raise KeyboardInterrupt
 
+    # Both explicitly: a shell starts a background job (`make run &`) with SIGINT ignored, and
+    # Python then keeps it ignored, so Ctrl-C (or `kill -INT`) did nothing.
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
         already_up = services.alive(services.load_state())
@@ -268,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         user, password, token = create_demo_user(env)
         web = stack.spawn("web", [str(VENV_BIN / "gunicorn"), "quire.wsgi:application",
                                   "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                                  # threads: a /transcribe/?wait= call holds its thread while it waits
+                                  "--worker-class", "gthread", "--threads", "4",
                                   "--timeout", "120", "--access-logfile", "-"], env)
         worker_name = f"quire-run-{uuid.uuid4().hex[:6]}@localhost"
         worker = stack.spawn("worker", [PY, "-m", "celery", "-A", "workers.app", "worker",
