@@ -319,3 +319,40 @@ def test_exports_carry_the_models_of_the_latest_succeeded_job(alice, fmt):
 def test_export_of_a_page_without_a_succeeded_job_has_no_models(alice, done_page):
     response = client_for(alice).get(f"/api/v1/pages/{done_page.pk}/export/?format=json")
     assert response.status_code == 200 and response.json()["models"] == {}
+
+
+# ------------------------------------------------ 9. parallel uploads of one new file: one page
+@pytest.mark.django_db(transaction=True)
+def test_parallel_uploads_of_one_new_file_make_one_page(django_db_blocker):
+    import threading
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.db import connection, connections
+
+    from quire.documents.models import Page
+    from tests.platform.factories import page_png
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (row locks; SQLite serialises writers but not the duplicate check): "
+                    "run under scripts/run_tests.py")
+    user = make_user("racer")
+    data = page_png(seed=99)
+    barrier, results = threading.Barrier(10), []
+
+    def upload():
+        try:
+            barrier.wait()
+            response = client_for(user).post("/api/v1/pages/", {"files": [SimpleUploadedFile("same.png", data)]},
+                                             format="multipart")
+            results.append((response.status_code, [job["duplicate"] for job in response.json()["jobs"]]))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=upload) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [status for status, _ in results] == [202] * 10
+    assert sorted(dup for _, dups in results for dup in dups) == [False] + [True] * 9
+    assert Page.objects.filter(document__owner=user).count() == 1

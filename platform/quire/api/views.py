@@ -29,7 +29,14 @@ from quire.documents import exports
 from quire.documents.ingest import safe_display_name
 from quire.documents.models import Document, Line, LineVersion, Page
 from quire.documents.storage import StorageUnavailable, get_bytes
-from quire.documents.uploads import UploadOutcome, UploadRejected, prepare_upload, store_upload
+from quire.documents.uploads import (
+    UploadOutcome,
+    UploadRejected,
+    existing_upload,
+    lock_uploads_of,
+    prepare_upload,
+    store_upload,
+)
 from quire.jobs.dispatch import enqueue_transcription
 from quire.jobs.models import InvalidTransition, JobState, TranscriptionJob
 
@@ -128,8 +135,10 @@ def _accept(request, files: list[tuple[bytes, str]], document: Document | None,
             document_name: str | None, force: bool) -> tuple[list[UploadOutcome], list[dict]]:
     """Run each (bytes, filename) through the upload service; returns outcomes and per-file errors.
 
-    The document is created only once a file has decoded. A storage failure stops the request
-    (503): nothing of the failing file is kept.
+    The document is created only once a file has decoded. Unless `force`, the duplicate check is
+    repeated under `lock_uploads_of` in the transaction that stores the file, so parallel uploads
+    of one new file make one set of pages. A storage failure stops the request (503): nothing of
+    the failing file is kept.
     """
     outcomes, errors = [], []
     for data, filename in files:
@@ -139,6 +148,11 @@ def _accept(request, files: list[tuple[bytes, str]], document: Document | None,
                 outcomes.append(prepared)
                 continue
             with transaction.atomic():  # no empty document is left when storing fails
+                if not force:  # check again under the lock: parallel uploads of one file make one page
+                    lock_uploads_of(request.user)
+                    if (existing := existing_upload(request.user, prepared.sha256)) is not None:
+                        outcomes.append(existing)
+                        continue
                 if document is None:
                     name = document_name or PurePosixPath(prepared.filename).stem or prepared.filename
                     document = Document.objects.create(owner=request.user, name=name[:255])

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from quire.jobs.dispatch import enqueue_transcription
@@ -55,6 +56,21 @@ def _named(message: str, filename: str) -> str:
 def _extension(source_format: str) -> str:
     ext = source_format.lower()
     return ext if re.fullmatch(r"[a-z0-9]{1,8}", ext) else "bin"
+
+
+def lock_uploads_of(user) -> None:
+    """Serialise `user`'s uploads until the current transaction ends: a row lock (SELECT ... FOR
+    UPDATE) on the user's row, so "is this file already there?" and "store it" are one atomic
+    step (ten parallel uploads of one new file made two pages). Call inside transaction.atomic();
+    SQLite ignores the lock (its writes are serialised, not its reads)."""
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+
+
+def existing_upload(user, sha256: str) -> UploadOutcome | None:
+    """The pages (each with its latest job, flagged `duplicate`) of an earlier upload of the file
+    with SHA-256 `sha256` (hex) by `user`, or None. Inside `lock_uploads_of` the answer holds
+    until the transaction ends."""
+    return _existing(user, sha256)
 
 
 def _existing(user, sha256: str) -> UploadOutcome | None:
