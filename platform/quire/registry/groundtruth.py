@@ -12,6 +12,7 @@ ALTO `Shape/Polygon` (else the line's box); baselines from PAGE `Baseline` / ALT
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -43,6 +44,13 @@ def _local(tag) -> str:
 
 def _children(el, name: str):
     return [c for c in el if _local(c.tag) == name]
+
+
+def _one_line(text: str) -> str:
+    """Line text as exports need it: control characters (newlines, tabs, NUL) become spaces,
+    runs of whitespace collapse, NFC."""
+    text = "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
+    return unicodedata.normalize("NFC", " ".join(text.split()))
 
 
 def _points(text: str | None) -> list[list[float]]:
@@ -95,7 +103,7 @@ def _parse_page(root) -> tuple[tuple[float, float] | None, list[GtLine]]:
         base = next(iter(_children(el, "Baseline")), None)
         polygon = _points(coords.get("points") if coords is not None else None)
         baseline = _points(base.get("points") if base is not None else None)
-        text = (texts[0] if texts else "").strip()
+        text = _one_line(texts[0] if texts else "")
         if text and len(polygon) >= 3:
             lines.append(GtLine(text, polygon, baseline))
     return size, lines
@@ -109,7 +117,7 @@ def _parse_alto(root) -> tuple[tuple[float, float] | None, list[GtLine]]:
         if _local(el.tag) != "TextLine":
             continue
         words = [s.get("CONTENT", "") for s in el.iter() if _local(s.tag) == "String"]
-        text = " ".join(w for w in words if w).strip()
+        text = _one_line(" ".join(w for w in words if w))
         x, y, w, h = (_num(el, k) for k in ("HPOS", "VPOS", "WIDTH", "HEIGHT"))
         shape = next((p for s in _children(el, "Shape") for p in s if _local(p.tag) == "Polygon"), None)
         polygon = _points(shape.get("POINTS")) if shape is not None else _box(x, y, w, h)
