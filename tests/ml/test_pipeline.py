@@ -15,9 +15,10 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PAGE = FIXTURES / "pages" / "copiste_dun_jour_fr" / "alto_wikitexte_0024_2.jpg"
 PAGE_XML = PAGE.with_suffix(".xml")
 
-# Bounds the shipped models meet with a margin (measured values in the closing notes and cards).
-MAX_LINE_CER = 0.40
-MAX_PAGE_CER = 0.45
+# Bounds the shipped models meet with a margin: recognizer 20261130-cpu measured 0.270 CER on the
+# 12 fixture lines and 0.196 page CER on the fixture page (detector 1.202611292307).
+MAX_LINE_CER = 0.35
+MAX_PAGE_CER = 0.30
 
 
 @pytest.fixture(scope="module")
