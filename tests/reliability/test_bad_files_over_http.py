@@ -17,7 +17,10 @@ from tests.ingest import bad_files as bf
 from tests.platform.factories import client_for, make_user
 
 URL = "/api/v1/pages/"
-KEY = re.compile(r"(originals/\d+/[0-9a-f]{64}\.[a-z0-9]{1,8}|pages/\d+/normalised\.png|results/\d+/result\.json)")
+# Every key the platform writes: uploads and results by ids and hashes; model artifacts (written by
+# the registry tests sharing the session's bucket) by kind, version and hash.
+KEY = re.compile(r"(originals/\d+/[0-9a-f]{64}\.[a-z0-9]{1,8}|pages/\d+/normalised\.png|results/\d+/result\.json"
+                 r"|models/(detector|recognizer)/[A-Za-z0-9._+-]+-[0-9a-f]{16}\.pt)")
 
 
 def noise(height: int, width: int, seed: int = 0) -> np.ndarray:
