@@ -64,8 +64,17 @@ def _data_path(env: str, default: Path) -> Path:
     return Path(os.environ.get(env) or default)
 
 
+#: Real CC-BY dev lines committed with the tests (tests/fixtures/ATTRIBUTION.md): the dev set used
+#: where ../shared/data is not mounted, so that a candidate is always scored beside production.
+BUNDLED_DEV_LINES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "lines.jsonl"
+
+
 def dev_lines_path() -> Path:
-    return _data_path("QUIRE_DEV_LINES", SHARED_DATA / "dev" / "lines.jsonl")
+    """`QUIRE_DEV_LINES`, else ../shared/data/dev/lines.jsonl, else the bundled dev sample."""
+    path = _data_path("QUIRE_DEV_LINES", SHARED_DATA / "dev" / "lines.jsonl")
+    if not path.exists() and "QUIRE_DEV_LINES" not in os.environ and BUNDLED_DEV_LINES.exists():
+        return BUNDLED_DEV_LINES
+    return path
 
 
 def base_lines_path() -> Path:
