@@ -23,16 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..artifact import code_commit, load_artifact, save_artifact, utc_now, write_card_markdown
 from ..metrics import score_by_source
 from .codec import Codec
 from .data import LineDataset, LinePack, collate_lines, concat_packs, load_gray, read_lines_jsonl
 from .image import normalize_line
-from .model import CRNN, DOWNSAMPLE, RecognizerConfig, count_parameters
+from .model import CRNN, RecognizerConfig, count_parameters
 from .predictor import Recognizer
-from .train import lr_factor, seed_everything
+from .train import ctc_step, lr_factor, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -176,16 +175,8 @@ def finetune(parent_artifact: str | Path, train_packs: list[str | Path], heldout
         images, widths, targets, target_lengths, _ = collate_lines([ds[i] for i in batch_idx])
         for g in opt.param_groups:
             g["lr"] = lr * lr_factor(fraction, WARMUP, FINAL_LR_RATIO)
-        log_probs = model(images.to(dev))
-        in_lengths = torch.div(widths, DOWNSAMPLE, rounding_mode="floor")
-        loss = F.ctc_loss(log_probs.float(), targets, in_lengths, target_lengths, blank=0,
-                          reduction="mean", zero_infinity=True)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        lv = ctc_step(model, opt, images, widths, targets, target_lengths, dev)
         step += 1
-        lv = float(loss.detach())
         loss_avg = lv if loss_avg is None else 0.9 * loss_avg + 0.1 * lv
         elapsed = time.time() - t0
         done = step / steps

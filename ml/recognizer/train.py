@@ -135,6 +135,24 @@ def lr_factor(progress: float, warmup: float, final_ratio: float) -> float:
     return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * p))
 
 
+def ctc_step(model: CRNN, opt: torch.optim.Optimizer, images: torch.Tensor, widths: torch.Tensor,
+             targets: torch.Tensor, target_lengths: torch.Tensor, dev: torch.device) -> float:
+    """One optimisation step on a batch of :func:`collate_lines`: forward (bf16 autocast on CUDA),
+    CTC loss in float32 (infeasible alignments zeroed), backward, gradient norm clipped at 5, step.
+    Returns the batch's mean CTC loss per target character."""
+    x = images.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        log_probs = model(x)
+    in_lengths = torch.div(widths, DOWNSAMPLE, rounding_mode="floor")
+    loss = F.ctc_loss(log_probs.float(), targets, in_lengths, target_lengths, blank=0,
+                      reduction="mean", zero_infinity=True)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    opt.step()
+    return float(loss.detach())
+
+
 def evaluate_pack(recognizer: Recognizer, pack: LinePack, max_lines: int = 0) -> dict:
     """Greedy-decoding corpus CER/WER per source on a pack's handwritten lines.
 
@@ -243,19 +261,9 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
             break
         for g in opt.param_groups:
             g["lr"] = cfg["lr"] * lr_factor(progress, cfg["warmup"], cfg["final_lr_ratio"])
-        x = images.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            log_probs = model(x)
-        in_lengths = torch.div(widths, DOWNSAMPLE, rounding_mode="floor")
-        loss = F.ctc_loss(log_probs.float(), targets, in_lengths, target_lengths, blank=0,
-                          reduction="mean", zero_infinity=True)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        lv = ctc_step(model, opt, images, widths, targets, target_lengths, dev)
         step += 1
         seen += images.shape[0]
-        lv = float(loss.detach())
         loss_avg = lv if loss_avg is None else 0.98 * loss_avg + 0.02 * lv
         if bar is not None:
             bar.update(1)
