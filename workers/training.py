@@ -44,6 +44,7 @@ from quire.registry import services
 from quire.registry.models import ModelVersion
 
 from . import models as model_store
+from .transcription import fail_job
 
 log = logging.getLogger(__name__)
 
@@ -172,13 +173,6 @@ def start_training_job(job_id: int) -> TrainingJob | None:
     except InvalidTransition:
         return None
     return job
-
-
-def fail_training(job: TrainingJob, code: str, message: str) -> None:
-    try:
-        job.transition(JobState.FAILED, error_code=code, error_message=message[:2000])
-    except InvalidTransition:
-        log.info("training job %s is %s; failure %s not recorded", job.pk, job.state, code)
 
 
 class _Reporter:
@@ -358,12 +352,12 @@ def execute(job_id: int) -> str:
             job.transition(JobState.CANCELED)
         return JobState.CANCELED
     except SoftTimeLimitExceeded:
-        fail_training(job, "timeout", "training exceeded the task's time limit")
+        fail_job(job, "timeout", "training exceeded the task's time limit")
     except TrainingError as exc:
-        fail_training(job, exc.code, str(exc))
+        fail_job(job, exc.code, str(exc))
     except StorageUnavailable as exc:
-        fail_training(job, "storage_unavailable", str(exc))
+        fail_job(job, "storage_unavailable", str(exc))
     except Exception as exc:  # noqa: BLE001 - every failure becomes a job outcome
         log.exception("training job %s failed", job_id)
-        fail_training(job, "internal_error", f"{type(exc).__name__}: {exc}")
+        fail_job(job, "internal_error", f"{type(exc).__name__}: {exc}")
     return JobState.FAILED

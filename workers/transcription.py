@@ -26,7 +26,7 @@ from ml.pipeline import PageImageError
 from quire.documents.models import Line
 from quire.documents.storage import get_bytes, put_bytes, result_key
 from quire.jobs.dispatch import enqueue_transcription
-from quire.jobs.models import InvalidTransition, JobState, TranscriptionJob
+from quire.jobs.models import InvalidTransition, JobState, TrainingJob, TranscriptionJob
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,9 @@ def store_result(job: TranscriptionJob, result) -> bool:
     return True
 
 
-def fail_job(job: TranscriptionJob, code: str, message: str) -> None:
-    """Mark the job failed with a machine-readable `code` and a message (no-op once it is final)."""
+def fail_job(job: TranscriptionJob | TrainingJob, code: str, message: str) -> None:
+    """Mark a transcription or training job failed with a machine-readable `code` and a message
+    (no-op once it is final; both kinds share the state machine's `transition`)."""
     try:
         job.transition(JobState.FAILED, error_code=code, error_message=message[:2000])
     except InvalidTransition:
