@@ -191,7 +191,8 @@ class PageLines:
     width; 0 without any. On the 10 dev pages upright (and rotated 180°) it is 0.88–0.94,
     rotated by 90° either way 0.72–0.81 (columns of text read as fragments of low body
     probability); pages of noise ≈ 0.72. ``upright`` is ``orientation_confidence ≥
-    ORIENTATION_MIN``. A page upside down is not told apart by it: its lines are found in place.
+    ORIENTATION_MIN``. A page upside down is not told apart by it: its lines are found in place
+    (:class:`ml.pipeline.PagePipeline` tells it with the recognizer and turns the page).
     """
 
     lines: list[DetectedLine]

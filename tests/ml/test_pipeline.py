@@ -7,7 +7,7 @@ import pytest
 
 from ml.detect.pages import read_page_xml
 from ml.metrics import ErrorRate
-from ml.pipeline import Canceled, PageImageError, PagePipeline
+from ml.pipeline import Canceled, PageImageError, PagePipeline, rotate_page, unrotate_points
 from ml.recognizer.data import load_gray, read_lines_jsonl
 from ml.recognizer.predictor import Recognizer
 
@@ -88,3 +88,50 @@ def test_bad_page_arrays_are_refused(pipeline, bad):
 
 def test_blank_page_gives_no_lines(pipeline):
     assert pipeline.run(np.full((1200, 900), 245, np.uint8)).lines == []
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_unrotate_points_maps_turned_pixels_back(rotation):
+    rng = np.random.default_rng(rotation)
+    page = rng.integers(0, 256, (7, 11), dtype=np.uint8)  # H=7, W=11
+    turned = rotate_page(page, rotation)
+    ys, xs = np.mgrid[0:turned.shape[0], 0:turned.shape[1]]
+    pts = np.stack([xs.ravel(), ys.ravel()], 1)
+    back = unrotate_points(pts, rotation, width=11, height=7).astype(int)
+    assert np.array_equal(page[back[:, 1], back[:, 0]], turned[pts[:, 1], pts[:, 0]])
+
+
+def test_unrotate_points_refuses_other_angles():
+    with pytest.raises(ValueError, match="rotation"):
+        unrotate_points([[0, 0]], 45, 10, 10)
+
+
+@pytest.mark.parametrize("turned_by", [90, 180, 270])
+def test_turned_page_is_read_upright_in_its_own_pixels(pipeline, page_result, turned_by):
+    upright, _ = page_result
+    gray = rotate_page(load_gray(PAGE), turned_by)
+    result = pipeline.run(gray)
+    assert result.rotation == (360 - turned_by) % 360
+    assert any("turned by" in w for w in result.warnings)
+    assert (result.width, result.height) == (gray.shape[1], gray.shape[0])
+    for line in result.lines:
+        x0, y0, x1, y1 = line.bbox
+        assert 0 <= x0 < x1 <= result.width and 0 <= y0 < y1 <= result.height
+    # the same text as the upright page, in the same order
+    acc = ErrorRate()
+    acc.update(upright.text.replace("\n", " "), result.text.replace("\n", " "))
+    assert acc.cer <= 0.1, (acc.cer, result.text)
+    assert len(result.lines) == len(upright.lines)
+    # each line, carried from the turned page back onto the upright one, covers the upright line
+    for line, ref in zip(result.lines, upright.lines):
+        pts = unrotate_points(line.polygon, turned_by, upright.width, upright.height)
+        box = [*pts.min(0), *pts.max(0)]
+        ix = max(0.0, min(box[2], ref.bbox[2]) - max(box[0], ref.bbox[0]))
+        iy = max(0.0, min(box[3], ref.bbox[3]) - max(box[1], ref.bbox[1]))
+        union = (box[2] - box[0]) * (box[3] - box[1]) + (ref.bbox[2] - ref.bbox[0]) * (ref.bbox[3] - ref.bbox[1]) - ix * iy
+        assert ix * iy / union > 0.7, (line.bbox, ref.bbox)
+
+
+def test_upright_page_is_not_turned(page_result):
+    result, _ = page_result
+    assert result.rotation == 0 and not any("turned" in w for w in result.warnings)
