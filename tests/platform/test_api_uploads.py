@@ -4,6 +4,7 @@ import hashlib
 import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 
 from quire.documents.models import Document, Page
 from quire.jobs.models import TranscriptionJob
@@ -58,11 +59,56 @@ def test_identical_reupload_is_recognised_unless_forced(alice):
     first = client.post(URL, {"files": [_file(data)]}, format="multipart").json()["jobs"][0]
     again = client.post(URL, {"files": [_file(data, "renamed.png")]}, format="multipart")
     assert again.status_code == 202
-    assert again.json()["jobs"][0] | {"filename": None} == first | {"duplicate": True, "filename": None}
+    duplicate = again.json()["jobs"][0]
+    assert duplicate | {"filename": None, "duplicate_of": None} == first | {"duplicate": True, "filename": None}
+    assert first["duplicate_of"] is None and duplicate["duplicate_of"]["other_document"] is True  # a new one was asked for
     assert TranscriptionJob.objects.count() == 1
     forced = client.post(URL, {"files": [_file(data)], "force": "1"}, format="multipart").json()["jobs"][0]
     assert forced["duplicate"] is False and forced["id"] != first["id"]
     assert TranscriptionJob.objects.count() == 2
+
+
+def test_reupload_into_another_document_says_where_the_page_is_and_how_to_upload_anyway(alice, django_capture_on_commit_callbacks):
+    client, data = client_for(alice), page_png(seed=15)
+    letters = client.post("/api/v1/documents/", {"name": "Letters 1850"}, format="json").json()["id"]
+    diary = client.post("/api/v1/documents/", {"name": "Diary"}, format="json").json()["id"]
+    client.post(URL, {"files": [_file(page_png(seed=16), "cover.png")], "document": letters}, format="multipart")
+    original = client.post(URL, {"files": [_file(data)], "document": letters}, format="multipart").json()["jobs"][0]
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(URL, {"files": [_file(data, "again.png")], "document": diary}, format="multipart")
+    assert response.status_code == 202 and not callbacks  # nothing stored, nothing queued
+    [entry] = response.json()["jobs"]
+    assert (entry["duplicate"], entry["id"], entry["page"], entry["document"]) == (
+        True, original["id"], original["page"], letters)
+    where = entry["duplicate_of"]
+    assert where | {"detail": None} == {
+        "document": letters, "document_name": "Letters 1850", "page": original["page"], "page_number": 2,
+        "web_url": f"http://testserver/pages/{original['page']}/", "other_document": True,
+        "upload_anyway": {"force": "1"}, "detail": None}
+    for words in ("letter.png", "page 2 of document", "Letters 1850", where["web_url"], "force=1"):
+        assert words in where["detail"], words
+    assert not Page.objects.filter(document_id=diary).exists()
+    web = Client()
+    web.force_login(alice)
+    assert web.get(where["web_url"]).status_code == 200  # the link leads to the page in the web UI
+
+    forced = client.post(URL, {"files": [_file(data)], "document": diary, "force": "1"}, format="multipart")
+    [copy] = forced.json()["jobs"]
+    assert forced.status_code == 202 and copy["document"] == diary and copy["page"] != original["page"]
+    assert copy["duplicate"] is False and copy["duplicate_of"] is None
+
+    # Stored twice now: the copy in the document it is sent to is the one answered...
+    here = client.post(URL, {"files": [_file(data)], "document": diary}, format="multipart").json()["jobs"]
+    assert [(j["page"], j["duplicate_of"]["other_document"]) for j in here] == [(copy["page"], False)]
+    assert "page 1 of this document" in here[0]["duplicate_of"]["detail"]
+    # ...and in a third document the most recent copy, once (not one entry per copy).
+    back = client.post(URL, {"files": [_file(data)], "document": letters}, format="multipart").json()["jobs"]
+    assert [(j["page"], j["duplicate_of"]["other_document"]) for j in back] == [(original["page"], False)]
+    third = client.post("/api/v1/documents/", {"name": "Third"}, format="json").json()["id"]
+    other = client.post(URL, {"files": [_file(data)], "document": third}, format="multipart").json()["jobs"]
+    assert [(j["page"], j["duplicate_of"]["document_name"]) for j in other] == [(copy["page"], "Diary")]
+    assert Page.objects.filter(sha256=hashlib.sha256(data).hexdigest()).count() == 2
 
 
 def test_same_bytes_by_another_user_is_not_a_duplicate(alice, bob):

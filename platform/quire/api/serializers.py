@@ -7,6 +7,7 @@ so list and detail views run a fixed number of queries.
 import unicodedata
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
@@ -223,8 +224,41 @@ class JobSerializer(serializers.ModelSerializer):
         return _url("page-export", job.page_id, self.context.get("request"), "?format=json")
 
 
+class DuplicateOfSerializer(serializers.Serializer):
+    """Where the page of an identical earlier upload is (answered instead of a new page), and how
+    to upload the file anyway: send the same request again with `force=1`."""
+
+    document = serializers.IntegerField(source="page.document_id")
+    document_name = serializers.CharField(source="page.document.name")
+    page = serializers.IntegerField(source="page.pk")
+    page_number = serializers.SerializerMethodField(help_text="Its page number in its document, from 1 (p. N).")
+    web_url = serializers.SerializerMethodField(help_text="The page in the web interface.")
+    other_document = serializers.BooleanField(
+        help_text="The page is not in the document the file was sent to (or a new document was asked for).")
+    upload_anyway = serializers.SerializerMethodField(help_text="Fields to add to the request to upload anyway.")
+    detail = serializers.SerializerMethodField()
+
+    def get_page_number(self, accepted) -> int:
+        return accepted.page.order + 1
+
+    def get_web_url(self, accepted) -> str:
+        return reverse("web:page", kwargs={"pk": accepted.page.pk}, request=self.context.get("request"))
+
+    def get_upload_anyway(self, accepted) -> dict:
+        return {"force": "1"}
+
+    def get_detail(self, accepted) -> str:
+        page = accepted.page
+        where = (f'page {self.get_page_number(accepted)} of document {page.document_id} "{page.document.name}" '
+                 f"({self.get_web_url(accepted)})" if accepted.other_document
+                 else f"page {self.get_page_number(accepted)} of this document")
+        return (f"{page.filename or 'this file'} was uploaded before: it is {where}; no page was added. "
+                f"Send it again with force=1 to upload it anyway.")
+
+
 class UploadedJobSerializer(serializers.Serializer):
-    """One accepted page of an upload, with its job (`duplicate`: an identical earlier upload)."""
+    """One accepted page of an upload, with its job (`duplicate`: an identical earlier upload;
+    `duplicate_of`: where that page is and how to upload anyway, null unless `duplicate`)."""
 
     id = serializers.IntegerField(source="job.pk")
     url = serializers.SerializerMethodField()
@@ -235,9 +269,16 @@ class UploadedJobSerializer(serializers.Serializer):
     frame_index = serializers.IntegerField(source="page.frame_index")
     filename = serializers.CharField(source="page.filename")
     duplicate = serializers.BooleanField()
+    duplicate_of = serializers.SerializerMethodField()
 
     def get_url(self, accepted) -> str:
         return _url("job-detail", accepted.job.pk, self.context.get("request"))
 
     def get_page_url(self, accepted) -> str:
         return _url("page-detail", accepted.page.pk, self.context.get("request"))
+
+    @extend_schema_field(DuplicateOfSerializer(allow_null=True))
+    def get_duplicate_of(self, accepted) -> dict | None:
+        if not accepted.duplicate:
+            return None
+        return DuplicateOfSerializer(accepted, context=self.context).data

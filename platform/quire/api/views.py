@@ -135,22 +135,24 @@ def _accept(request, files: list[tuple[bytes, str]], document: Document | None,
             document_name: str | None, force: bool) -> tuple[list[UploadOutcome], list[dict]]:
     """Run each (bytes, filename) through the upload service; returns outcomes and per-file errors.
 
-    The document is created only once a file has decoded. Unless `force`, the duplicate check is
-    repeated under `lock_uploads_of` in the transaction that stores the file, so parallel uploads
-    of one new file make one set of pages. A storage failure stops the request (503): nothing of
+    The document is created only once a file has decoded. Unless `force`, an identical earlier
+    upload is answered with its pages (flagged `duplicate`, and `other_document` when they are not
+    in `document`); the check is repeated under `lock_uploads_of` in the transaction that stores
+    the file, so parallel uploads of one new file make one set of pages. A storage failure stops the request (503): nothing of
     the failing file is kept.
     """
     outcomes, errors = [], []
     for data, filename in files:
         try:
-            prepared = prepare_upload(request.user, data, filename, force=force)
+            target = document.pk if document is not None else None
+            prepared = prepare_upload(request.user, data, filename, force=force, document_id=target)
             if isinstance(prepared, UploadOutcome):  # identical earlier upload
                 outcomes.append(prepared)
                 continue
             with transaction.atomic():  # no empty document is left when storing fails
                 if not force:  # check again under the lock: parallel uploads of one file make one page
                     lock_uploads_of(request.user)
-                    if (existing := existing_upload(request.user, prepared.sha256)) is not None:
+                    if (existing := existing_upload(request.user, prepared.sha256, target)) is not None:
                         outcomes.append(existing)
                         continue
                 if document is None:

@@ -35,9 +35,14 @@ class UploadRejected(Exception):
 
 @dataclass
 class AcceptedPage:
+    """One page of an upload with its (latest) job. `duplicate`: the page of an identical earlier
+    upload, returned instead of a new one; `other_document`: that page is not in the document the
+    file was sent to (another document, or the upload asked for a new one)."""
+
     page: Page
     job: TranscriptionJob
     duplicate: bool = False
+    other_document: bool = False
 
 
 @dataclass
@@ -66,23 +71,40 @@ def lock_uploads_of(user) -> None:
     list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
 
 
-def existing_upload(user, sha256: str) -> UploadOutcome | None:
+def existing_upload(user, sha256: str, document_id: int | None = None) -> UploadOutcome | None:
     """The pages (each with its latest job, flagged `duplicate`) of an earlier upload of the file
-    with SHA-256 `sha256` (hex) by `user`, or None. Inside `lock_uploads_of` the answer holds
-    until the transaction ends."""
-    return _existing(user, sha256)
+    with SHA-256 `sha256` (hex) by `user`, or None; `document_id` is the document the file is
+    sent to (None: a new one), see `_existing`. Inside `lock_uploads_of` the answer holds until
+    the transaction ends."""
+    return _existing(user, sha256, document_id)
 
 
-def _existing(user, sha256: str) -> UploadOutcome | None:
-    """The pages (each with its latest job) of an earlier upload of the same bytes by `user`."""
-    jobs = (TranscriptionJob.objects.for_user(user).filter(page__sha256=sha256).select_related("page")
+def _existing(user, sha256: str, document_id: int | None = None) -> UploadOutcome | None:
+    """The pages (each with its latest job) of an earlier upload of the same bytes by `user`.
+
+    One page per frame of the file: when the file was stored more than once (`force`), the copy
+    in document `document_id` when there is one, else the most recent copy. Each page is
+    flagged `other_document` when it is not in `document_id` (always when that is None).
+    """
+    jobs = (TranscriptionJob.objects.for_user(user).filter(page__sha256=sha256).select_related("page__document")
             .order_by("page__frame_index", "page_id", "-created_at", "-id"))
     latest: dict[int, TranscriptionJob] = {}
     for job in jobs:
         latest.setdefault(job.page_id, job)
     if not latest:
         return None
-    accepted = [AcceptedPage(page=job.page, job=job, duplicate=True) for job in latest.values()]
+
+    def preference(job: TranscriptionJob) -> tuple:
+        return (job.page.document_id == document_id, job.page.created_at, job.page_id)
+
+    per_frame: dict[int, TranscriptionJob] = {}
+    for job in latest.values():
+        frame = job.page.frame_index
+        if frame not in per_frame or preference(job) > preference(per_frame[frame]):
+            per_frame[frame] = job
+    accepted = [AcceptedPage(page=job.page, job=job, duplicate=True,
+                             other_document=job.page.document_id != document_id)
+                for _, job in sorted(per_frame.items())]
     return UploadOutcome(filename=accepted[0].page.filename, pages=accepted)
 
 
@@ -97,11 +119,13 @@ class PreparedUpload:
     frame_errors: list[dict]
 
 
-def prepare_upload(user, data: bytes, filename: str, *, force: bool = False) -> PreparedUpload | UploadOutcome:
+def prepare_upload(user, data: bytes, filename: str, *, force: bool = False,
+                   document_id: int | None = None) -> PreparedUpload | UploadOutcome:
     """Check limits, recognise a re-upload and decode the file (no writes).
 
-    Returns the earlier UploadOutcome (pages flagged `duplicate`) when the same user already
-    uploaded identical bytes and `force` is False, else a PreparedUpload. `filename` is cleaned
+    Returns the earlier UploadOutcome (pages flagged `duplicate`, and `other_document` when not in
+    document `document_id`, the one the file is sent to; None: a new document) when the same user
+    already uploaded identical bytes and `force` is False, else a PreparedUpload. `filename` is cleaned
     by `ingest.safe_display_name` and used for messages and display only. Raises UploadRejected:
     413 over the byte or pixel limit, 400/415 for empty, broken or non-image files (the message
     names the file; 413 also above QUIRE_MAX_PAGES_PER_UPLOAD TIFF frames / PDF pages).
@@ -111,7 +135,7 @@ def prepare_upload(user, data: bytes, filename: str, *, force: bool = False) -> 
         raise UploadRejected(413, _named(
             f"file of {len(data)} bytes exceeds the limit of {settings.QUIRE_MAX_UPLOAD_BYTES} bytes", filename))
     sha256 = hashlib.sha256(data).hexdigest()
-    if not force and (existing := _existing(user, sha256)) is not None:
+    if not force and (existing := _existing(user, sha256, document_id)) is not None:
         return existing
     try:
         frames = decode_upload(data, filename, max_pixels=settings.QUIRE_MAX_PIXELS, pdf_dpi=settings.QUIRE_PDF_DPI,
