@@ -213,6 +213,12 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "quire"}}
 # Failed sign-ins on the web form per minute, per client address and per username (then 429).
 QUIRE_LOGIN_FAILURES_PER_MIN = env_int("QUIRE_LOGIN_FAILURES_PER_MIN", 10)
+# Reverse proxies in front of Django that append to X-Forwarded-For: the client address of the
+# throttles is the N-th entry from the right (quire.api.throttling.client_address; DRF's NUM_PROXIES).
+BEHIND_TLS_PROXY = env_bool("DJANGO_BEHIND_TLS_PROXY", False)
+QUIRE_TRUSTED_PROXY_COUNT = env_int("QUIRE_TRUSTED_PROXY_COUNT", 1 if BEHIND_TLS_PROXY else 0)
+if QUIRE_TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(f"QUIRE_TRUSTED_PROXY_COUNT must be 0 or more, got {QUIRE_TRUSTED_PROXY_COUNT}")
 
 # --- API --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -229,11 +235,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "quire.api.errors.exception_handler",
     "URL_FORMAT_OVERRIDE": None,  # `?format=` selects an export format, not a DRF renderer
-    "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
-        "rest_framework.throttling.ScopedRateThrottle",
+    "DEFAULT_THROTTLE_CLASSES": [  # DRF's, counting anonymous requests by client address behind proxies
+        "quire.api.throttling.AnonRateThrottle",
+        "quire.api.throttling.UserRateThrottle",
+        "quire.api.throttling.ScopedRateThrottle",
     ],
+    "NUM_PROXIES": QUIRE_TRUSTED_PROXY_COUNT,
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_str("QUIRE_THROTTLE_ANON", "60/min"),
         "user": env_str("QUIRE_THROTTLE_USER", "1200/min"),
@@ -265,7 +272,7 @@ SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 AUTH_PASSWORD_VALIDATORS = [

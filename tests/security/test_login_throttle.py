@@ -42,6 +42,34 @@ def test_sign_in_form_is_throttled_per_username(alice):
     assert _sign_in("alice", "pw-alice-123", address="10.0.2.1").status_code == 429
 
 
+PROXY = "10.0.0.254"  # the TLS proxy: REMOTE_ADDR of every request that passed it
+
+
+def _via_proxy(username: str, password: str, forwarded_for: str):
+    return Client(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=forwarded_for).post(
+        "/login/", {"username": username, "password": password})
+
+
+def test_behind_a_proxy_each_forwarded_client_has_its_own_count(alice, settings):
+    settings.QUIRE_TRUSTED_PROXY_COUNT = 1
+    for i in range(3):  # another username each time: only the address count reaches the limit
+        assert _via_proxy(f"nobody-{i}", "x", "203.0.113.7").status_code == 200
+    assert _via_proxy("nobody-9", "x", "203.0.113.7").status_code == 429
+    # Another client behind the same proxy is not throttled, and signs in.
+    assert _via_proxy("nobody-8", "x", "198.51.100.2").status_code == 200
+    assert _via_proxy("alice", "pw-alice-123", "198.51.100.2").status_code == 302
+    # The throttled client cannot escape by sending its own X-Forwarded-For: the proxy appends
+    # the real address, and only the right-most entry is trusted.
+    assert _via_proxy("nobody-7", "x", "198.51.100.99, 203.0.113.7").status_code == 429
+
+
+def test_without_trusted_proxies_x_forwarded_for_is_ignored(alice, settings):
+    settings.QUIRE_TRUSTED_PROXY_COUNT = 0
+    for i in range(3):
+        assert _via_proxy(f"nobody-{i}", "x", f"203.0.113.{i}").status_code == 200
+    assert _via_proxy("nobody-9", "x", "198.51.100.2").status_code == 429  # one address: the proxy's
+
+
 def test_successful_sign_in_below_the_limit(alice):
     _sign_in("alice", "wrong")
     response = _sign_in("alice", "pw-alice-123")

@@ -29,7 +29,8 @@ o = s.STORAGES["default"].get("OPTIONS", {})
 print(json.dumps({"debug": s.DEBUG, "secret": s.SECRET_KEY, "db_password": s.DATABASES["default"]["PASSWORD"],
   "s3_secret": o.get("secret_key"), "s3_key": o.get("access_key"), "ssl_redirect": s.SECURE_SSL_REDIRECT,
   "secure_cookies": [s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE], "hsts": s.SECURE_HSTS_SECONDS,
-  "proxy_header": s.SECURE_PROXY_SSL_HEADER, "frames": s.X_FRAME_OPTIONS}))
+  "proxy_header": s.SECURE_PROXY_SSL_HEADER, "frames": s.X_FRAME_OPTIONS,
+  "proxies": [s.QUIRE_TRUSTED_PROXY_COUNT, s.REST_FRAMEWORK["NUM_PROXIES"]]}))
 """
 
 
@@ -59,6 +60,19 @@ def test_secrets_come_from_the_environment(secret_key):
         "db-pw-from-env", "key-id-from-env", "s3-secret-from-env")
     assert shown["ssl_redirect"] and shown["secure_cookies"] == [True, True] and shown["hsts"] >= 31_536_000
     assert shown["proxy_header"] == ["HTTP_X_FORWARDED_PROTO", "https"] and shown["frames"] == "DENY"
+    assert shown["proxies"] == [1, 1]  # behind the TLS proxy: one trusted proxy by default
+
+
+def test_trusted_proxy_count_comes_from_the_environment(secret_key):
+    env = {**PRODUCTION, "DJANGO_SECRET_KEY": secret_key}
+    run = _manage("shell", "-c", SHOW, env={**env, "QUIRE_TRUSTED_PROXY_COUNT": "2"})
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1])["proxies"] == [2, 2]
+    direct = _manage("shell", "-c", SHOW, env={**env, "DJANGO_BEHIND_TLS_PROXY": "0"})
+    assert direct.returncode == 0, direct.stderr
+    assert json.loads(direct.stdout.strip().splitlines()[-1])["proxies"] == [0, 0]  # no proxy: REMOTE_ADDR
+    bad = _manage("check", env={**env, "QUIRE_TRUSTED_PROXY_COUNT": "-1"})
+    assert bad.returncode != 0 and "QUIRE_TRUSTED_PROXY_COUNT must be 0 or more" in bad.stderr
 
 
 def test_no_secret_is_written_in_the_code():

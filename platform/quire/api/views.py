@@ -22,7 +22,6 @@ from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNeg
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from quire.documents import exports
@@ -54,6 +53,7 @@ from .serializers import (
     UploadedJobSerializer,
     plain_text,
 )
+from .throttling import ScopedRateThrottle
 
 MAX_FILES_PER_REQUEST = 50
 FORMAT_PARAM = OpenApiParameter("format", str, enum=list(EXPORT_FORMATS), description="Export format.")

@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from quire.api.serializers import EXPORT_FORMATS, MAX_NAME_CHARS, text_problem
+from quire.api.throttling import client_address
 from quire.documents.models import Document, Page
 from quire.jobs.models import JobState, TrainingJob, TranscriptionJob
 from quire.registry import services
@@ -33,14 +34,16 @@ LOGIN_THROTTLED = "Too many failed sign-in attempts; wait a minute and try again
 
 class ThrottledLoginView(auth_views.LoginView):
     """The sign-in form, throttled: after QUIRE_LOGIN_FAILURES_PER_MIN failed attempts within a
-    minute from one client address (REMOTE_ADDR) or for one username, every attempt (even with
-    the right password) is answered 429 with a message until the minute is over. Counts live in
-    the shared cache (Redis in production), so all web processes see the same counts."""
+    minute from one client address (`quire.api.throttling.client_address`: REMOTE_ADDR, or the
+    X-Forwarded-For entry of the outermost of QUIRE_TRUSTED_PROXY_COUNT proxies) or for one
+    username, every attempt (even with the right password) is answered 429 with a message until
+    the minute is over. Counts live in the shared cache (Redis in production), so all web
+    processes see the same counts."""
 
     def _keys(self) -> list[str]:
         username = self.request.POST.get("username", "").strip().lower()
         digest = hashlib.sha256(username.encode("utf-8", "replace")).hexdigest()
-        return [f"login-failures:addr:{self.request.META.get('REMOTE_ADDR', '')}", f"login-failures:user:{digest}"]
+        return [f"login-failures:addr:{client_address(self.request)}", f"login-failures:user:{digest}"]
 
     def post(self, request, *args, **kwargs):
         limit = settings.QUIRE_LOGIN_FAILURES_PER_MIN
