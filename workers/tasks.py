@@ -89,9 +89,12 @@ def transcribe_page(self, job_id: int) -> str:
 @app.task(name="workers.tasks.requeue_stuck_jobs")
 def requeue_stuck_jobs() -> dict:
     """Periodic sweep (celery beat): re-send transcription jobs stuck in queued/running, fail
-    hopeless ones, and fail training jobs running past their deadline (`training_failed`)."""
+    hopeless ones; re-send training jobs queued too long (`training_requeued`; their message was
+    lost) and fail training jobs running past their deadline or out of attempts (`training_failed`)."""
     outcome = transcription.requeue_stuck_jobs()
-    outcome["training_failed"] = training.fail_stuck_training_jobs()
+    lost = training.requeue_lost_training_jobs()
+    outcome["training_requeued"] = lost["requeued"]
+    outcome["training_failed"] = training.fail_stuck_training_jobs() + lost["failed"]
     return outcome
 
 

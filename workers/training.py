@@ -5,6 +5,7 @@
     split_heldout(records, fraction)      a seeded split of ground truth for validation
     run_training(job)                     the whole run below, progress written to the TrainingJob row
     fail_stuck_training_jobs()            the sweep for running jobs whose worker was lost
+    requeue_lost_training_jobs()          the sweep for queued jobs whose message was lost
 
 One run: the production recognizer (the registry's, or the shipped artifact registered first) is
 fine-tuned (`ml.recognizer.finetune`) on the corrected lines minus a held-out share, optionally
@@ -41,10 +42,11 @@ from ml.recognizer.finetune import TrainingCanceled, evaluate_artifact, finetune
 from quire.documents.storage import StorageUnavailable, get_bytes
 from quire.jobs.models import InvalidTransition, JobState, TrainingJob
 from quire.registry import services
+from quire.registry.dispatch import enqueue_training
 from quire.registry.models import ModelVersion
 
 from . import models as model_store
-from .transcription import fail_job
+from .transcription import fail_job, resend_stuck_job
 
 log = logging.getLogger(__name__)
 
@@ -162,14 +164,16 @@ def _subset_jsonl(src: Path, dst: Path, max_lines: int) -> Path:
 
 # ------------------------------------------------------------------------------------ job helpers
 def start_training_job(job_id: int) -> TrainingJob | None:
-    """Move the job to `running` and return it; None when it is gone, final, or already running
-    (a redelivered message while the first run may still be alive: cancel such a job to free
-    the kind for a new one)."""
+    """Claim the job (`queued` → `running`, one conditional UPDATE) and return it; None when it
+    is gone, final, or already running: a second delivery of its message (redelivered, or re-sent
+    by the sweep while the first one was only late) never starts a second training, even when
+    both arrive at once. A job left running by a lost worker is failed by
+    `fail_stuck_training_jobs`."""
     job = TrainingJob.objects.filter(pk=job_id).first()
     if job is None or job.state != JobState.QUEUED:
         return None
     try:
-        job.transition(JobState.RUNNING)
+        job.transition(JobState.RUNNING, only_from=(JobState.QUEUED,))
     except InvalidTransition:
         return None
     return job
@@ -330,6 +334,34 @@ def fail_stuck_training_jobs(now=None, after_s: float | None = None) -> list[int
     if failed:
         log.warning("sweep: stuck training jobs failed: %s", failed)
     return failed
+
+
+def queued_stuck_after_s() -> float:
+    """Seconds in `queued` after which a training job's message counts as lost:
+    QUIRE_TRAIN_QUEUED_STUCK_AFTER_S, by default QUIRE_JOB_STUCK_AFTER_S (as for transcription)."""
+    if value := os.environ.get("QUIRE_TRAIN_QUEUED_STUCK_AFTER_S"):
+        return float(value)
+    return float(settings.QUIRE_JOB_STUCK_AFTER_S)
+
+
+def requeue_lost_training_jobs(now=None, after_s: float | None = None, enqueue=enqueue_training) -> dict:
+    """Send again every training job still `queued` `after_s` seconds (default
+    :func:`queued_stuck_after_s`) after it was queued: its message was lost (the broker was down
+    when it was sent, or lost it). Each goes through the transcription sweep's step
+    (`transcription.resend_stuck_job`): `queued_at` renewed and an attempt counted, then
+    `enqueue(job_id)`; at QUIRE_JOB_MAX_ATTEMPTS attempts it fails `stuck` instead, freeing the
+    kind. A message that was only late is harmless: the first delivery claims the job, the
+    other is skipped (:func:`start_training_job`). Returns {"requeued": [ids], "failed": [ids]}.
+    """
+    now = now or timezone.now()
+    deadline = now - timedelta(seconds=queued_stuck_after_s() if after_s is None else after_s)
+    outcome: dict[str, list[int]] = {"requeued": [], "failed": []}
+    for job in TrainingJob.objects.filter(state=JobState.QUEUED, queued_at__lt=deadline).order_by("pk"):
+        if (result := resend_stuck_job(job, now, enqueue)) is not None:
+            outcome[result].append(job.pk)
+    if any(outcome.values()):
+        log.warning("sweep: lost training messages: %s", outcome)
+    return outcome
 
 
 def _strip(result: dict) -> dict:

@@ -4,6 +4,7 @@
     run_job(job)             page image from storage → pipeline.run → Line rows + result JSON
     fail_job / retry_later   record a permanent failure / put the job back in the queue
     requeue_stuck_jobs()     the periodic sweep for jobs whose message or worker was lost
+    resend_stuck_job(job)    its step for one job (also used for lost training messages)
 
 The database row is the source of truth: a redelivered message for a succeeded job does nothing;
 one for a job left `running` by a dead worker runs it again, and the lines of a page are always
@@ -170,20 +171,31 @@ def requeue_stuck_jobs(now=None, enqueue=enqueue_transcription) -> dict:
         TranscriptionJob.objects.filter(state=JobState.RUNNING, started_at__lt=deadline)
     outcome: dict[str, list[int]] = {"requeued": [], "failed": []}
     for job in stuck.order_by("pk"):
-        if job.attempts >= settings.QUIRE_JOB_MAX_ATTEMPTS:
-            fail_job(job, "stuck", f"no result after {job.attempts} attempts")
-            outcome["failed"].append(job.pk)
-            continue
-        if job.state == JobState.QUEUED:
-            moved = TranscriptionJob.objects.filter(pk=job.pk, state=JobState.QUEUED).update(
-                queued_at=now, attempts=F("attempts") + 1)
-        else:
-            moved = retry_later(job, "requeued", "the worker running it was lost")
-        if not moved:
-            continue
-        enqueue(job.pk)
-        outcome["requeued"].append(job.pk)
+        if (result := resend_stuck_job(job, now, enqueue)) is not None:
+            outcome[result].append(job.pk)
     if any(outcome.values()):
         log.warning("sweep of stuck jobs: %s", outcome)
     return outcome
+
+
+def resend_stuck_job(job: TranscriptionJob | TrainingJob, now, enqueue) -> str | None:
+    """Send a stuck job's message again (the sweep's step for one job, transcription or training).
+
+    With QUIRE_JOB_MAX_ATTEMPTS attempts the job fails with code `stuck` ("failed"). Otherwise a
+    `queued` job (its message was lost) gets `queued_at` = `now` and counts an attempt, a
+    `running` one goes back to `queued` (`retry_later`), and `enqueue(job.pk)` sends the message
+    ("requeued"). None when the job left that state meanwhile (nothing sent).
+    """
+    if job.attempts >= settings.QUIRE_JOB_MAX_ATTEMPTS:
+        fail_job(job, "stuck", f"no result after {job.attempts} attempts")
+        return "failed"
+    if job.state == JobState.QUEUED:
+        moved = type(job).objects.filter(pk=job.pk, state=JobState.QUEUED).update(
+            queued_at=now, attempts=F("attempts") + 1)
+    else:
+        moved = retry_later(job, "requeued", "the worker running it was lost")
+    if not moved:
+        return None
+    enqueue(job.pk)
+    return "requeued"
 

@@ -71,15 +71,18 @@ class JobBase(models.Model):
     def is_final(self) -> bool:
         return self.state in FINAL_STATES
 
-    def transition(self, target: str, **fields) -> None:
+    def transition(self, target: str, *, only_from: tuple[str, ...] | None = None, **fields) -> None:
         """Move the job to `target` atomically and reload it.
 
         Entering `running` stamps `started_at`, counts an attempt and resets progress and error;
         entering a final state stamps `finished_at` (and `succeeded` sets progress to 1); entering
         `queued` stamps `queued_at` and clears timings, progress and error. `fields` are saved in the same UPDATE.
+        `only_from` narrows the allowed source states (e.g. `(JobState.QUEUED,)` to claim a job:
+        of two processes claiming it at once, one wins even though running → running is allowed).
         Raises InvalidTransition when the in-memory or the stored state does not allow it.
         """
-        if target not in TRANSITIONS.get(self.state, ()):
+        sources = [src for src in sources_of(target) if only_from is None or src in only_from]
+        if self.state not in sources:
             raise InvalidTransition(self.state, target)
         now = timezone.now()
         values: dict = {"state": target}
@@ -94,7 +97,7 @@ class JobBase(models.Model):
             if target == JobState.SUCCEEDED:
                 values["progress"] = 1.0
         values.update(fields)
-        updated = type(self).objects.filter(pk=self.pk, state__in=sources_of(target)).update(**values)
+        updated = type(self).objects.filter(pk=self.pk, state__in=sources).update(**values)
         self.refresh_from_db()
         if not updated:
             raise InvalidTransition(self.state, target)

@@ -20,8 +20,8 @@ TRAIN_QUEUE = "train"
 def enqueue_training(job_id: int) -> bool:
     """Queue `train_model(job_id)` on the `train` queue; True when the broker took the message.
 
-    A message that cannot be published is logged; the job stays `queued` (start it again with
-    `manage.py retrain --resend JOB_ID`, or cancel it).
+    A message that cannot be published is logged; the job stays `queued` and the periodic sweep
+    sends it again (workers.training.requeue_lost_training_jobs), or cancel it.
     """
     try:
         if settings.CELERY_TASK_ALWAYS_EAGER and TRAIN_TASK in current_app.tasks:

@@ -202,7 +202,9 @@ def ground_truth_lines():
 
 def start_training(kind: str, user=None, raw_params: dict | None = None, enqueue: bool = True) -> TrainingJob:
     """Create a queued TrainingJob for `kind` and send it to the `train` queue after commit
-    (`enqueue=False`: the caller runs it, e.g. `manage.py retrain` in-process).
+    (`enqueue=False`: the caller runs it, e.g. `manage.py retrain` in-process). A message that is
+    lost on the way is sent again by the periodic sweep once the job has been queued too long
+    (workers.training.requeue_lost_training_jobs).
 
     Raises TrainingRefused (bad parameters, a kind that cannot be retrained, fewer than
     MIN_GROUND_TRUTH_LINES corrected lines) or TrainingBusy (one already queued or running).
