@@ -1,12 +1,14 @@
 """Full pages side by side: Quire's pipeline vs Tesseract 5 and RapidOCR full-page runs, same pages, one run.
 
     python -m bench.pages [--pages ../shared/data/dev/pages/pages.json] [--detector D.pt] \\
-        [--recognizer R.pt] [--limit 2] [--threads 2] [--engines quire,tesseract,rapidocr] [--xml-dir DIR]
+        [--recognizer R.pt] [--limit 2] [--threads 2] [--engines quire,quire_lm,tesseract,rapidocr] [--xml-dir DIR]
 
 Engines:
 
 - ``quire``: ``ml.pipeline.PagePipeline`` (detector + recognizer, greedy), torch ``--threads``
   threads (default 2); ``--xml-dir`` also writes its PAGE XML per page (as ``bench.transcribe_pages``).
+- ``quire_lm``: the same with beam search fused with the shipped character language model (what
+  the workers run by default, ``QUIRE_DECODING=lm``).
 - ``tesseract``: Tesseract 5 on the whole page (``--psm 3``), ``eng`` / ``fra`` by source, its own
   text lines as line boxes, ``OMP_THREAD_LIMIT=1``.
 - ``rapidocr``: RapidOCR 3.10 detection + recognition (no angle classifier), its text boxes as lines.
@@ -107,16 +109,18 @@ def score_page(pred: list[tuple[list, str]], gt_lines: list[dict]) -> dict:
 class Quire:
     """Our pipeline as a page engine: ``(path, lang) -> [(polygon, text)]``."""
 
-    def __init__(self, detector: str | None, recognizer: str | None, threads: int, xml_dir: str | None):
+    def __init__(self, detector: str | None, recognizer: str | None, threads: int, xml_dir: str | None,
+                 decoding: str = "greedy"):
         import torch
 
         from ml.pipeline import PagePipeline
 
         torch.set_num_threads(threads)
-        self.pipeline = PagePipeline.load(detector, recognizer, device="cpu")
+        self.pipeline = PagePipeline.load(detector, recognizer, device="cpu", decoding=decoding)
         self.xml_dir = Path(xml_dir) if xml_dir else None
         m = self.pipeline.models
-        self.name = f"{m['detector']} + {m['recognizer']} (greedy, {threads} torch threads)"
+        how = "greedy" if decoding == "greedy" else f"beam {self.pipeline.beam_width} + {m['language_model']}"
+        self.name = f"{m['detector']} + {m['recognizer']} ({how}, {threads} torch threads)"
 
     def __call__(self, path: str, lang: str) -> list[tuple[list, str]]:
         from bench.transcribe_pages import page_xml, read_gray
@@ -136,8 +140,9 @@ def make_engines(names: list[str], args) -> dict:
 
     out = {}
     for n in names:
-        if n == "quire":
-            q = Quire(args.detector, args.recognizer, args.threads, args.xml_dir)
+        if n in ("quire", "quire_lm"):
+            q = Quire(args.detector, args.recognizer, args.threads, args.xml_dir,
+                      "lm" if n == "quire_lm" else "greedy")
             out[n] = (q.name, q)
         elif n == "tesseract":
             out[n] = (f"{peers.tesseract_version()} (--psm 3, eng/fra, OMP_THREAD_LIMIT=1)",
@@ -159,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recognizer", default=None, help="recognizer artifact (default: ml/artifacts/recognizer.pt)")
     ap.add_argument("--limit", type=int, default=None, help="only N pages, round-robin over sources")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for our pipeline (default 2)")
-    ap.add_argument("--engines", default="quire,tesseract,rapidocr")
+    ap.add_argument("--engines", default="quire,quire_lm,tesseract,rapidocr")
     ap.add_argument("--xml-dir", default=None, help="also write our PAGE XML per page here")
     ap.add_argument("--out", default=str(OUT_DIR / "pages.json"))
     args = ap.parse_args(argv)

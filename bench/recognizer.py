@@ -1,6 +1,6 @@
 """Line recognition side by side: Quire's recognizer vs Tesseract 5 and RapidOCR on the same dev lines.
 
-    python -m bench.recognizer [--model ml/artifacts/recognizer.pt] [--beam 8] [--limit 100] \\
+    python -m bench.recognizer [--model ml/artifacts/recognizer.pt] [--beam 8] [--no-lm] [--limit 100] \\
         [--threads 2] [--engines quire,tesseract,rapidocr] [--lines ../shared/data/dev/lines.jsonl]
 
 One run, the same lines for every engine: the handwritten lines of ``--lines`` (``handwritten ==
@@ -9,9 +9,11 @@ spread evenly over the file (every source stays in) for smoke tests.
 
 Engines (issue 3, "Targets"):
 
-- ``quire``: ``ml.recognizer.evaluate.evaluate_file`` with greedy decoding (and, with ``--beam W``,
-  a second row with prefix beam search of width W), torch limited to ``--threads`` threads (default
-  2). Its lines/s is measured the way the peers' is: wall time from image files to text (image
+- ``quire``: ``ml.recognizer.evaluate.evaluate_file`` with greedy decoding (the issue's target
+  row), a row ``quire_lm`` with prefix beam search fused with the shipped character language model
+  (``ml/artifacts/charlm.json.gz``, beam width and weights from its card; ``--no-lm`` skips it) and,
+  with ``--beam W``, a row with plain prefix beam search of width W; torch limited to ``--threads``
+  threads (default 2). Its lines/s is measured the way the peers' is: wall time from image files to text (image
   decoding, height normalisation, the network, decoding); ``model_lines_per_s`` is
   ``evaluate_file``'s own figure, which leaves image loading and normalisation out.
 - ``tesseract``: Tesseract 5 (Debian ``tesseract-ocr``), ``--psm 7``, ``eng`` for English sources and
@@ -66,12 +68,16 @@ def score(records: list, texts: list[str]) -> dict:
     return {"sources": {s: row(a) for s, a in sorted(acc.items())}, "all": row(total)}
 
 
-def run_quire(records: list, model: str | None, beams: list[int], threads: int, batch_size: int) -> dict:
-    """Our recognizer through ``ml.recognizer.evaluate.evaluate_file``; one result per beam width."""
+def run_quire(records: list, model: str | None, beams: list[int], threads: int, batch_size: int,
+              lm: bool = False) -> dict:
+    """Our recognizer through ``ml.recognizer.evaluate.evaluate_file``; one result per beam width
+    (0: greedy), plus, with ``lm``, one for beam search with the shipped character language model
+    (``quire_lm``, settings from its card)."""
     import torch
 
     from ml.recognizer.data import load_gray
-    from ml.recognizer.evaluate import evaluate_file
+    from ml.recognizer.evaluate import decoding_label, evaluate_file
+    from ml.recognizer.lm import CharLM
     from ml.recognizer.predictor import Recognizer
 
     torch.set_num_threads(threads)
@@ -84,16 +90,19 @@ def run_quire(records: list, model: str | None, beams: list[int], threads: int, 
             for r in records:  # absolute image paths: read_lines_jsonl keeps them as they are
                 f.write(json.dumps({"id": r.id, "image": str(Path(r.image).resolve()), "text": r.text,
                                     "source": r.source, "lang": r.lang, "handwritten": True}) + "\n")
-        for beam in beams:
-            tsv = Path(tmp) / f"preds_{beam}.tsv"
+        runs = [("quire" if beam == 0 else f"quire_beam{beam}", beam, None) for beam in beams]
+        if lm:
+            charlm = CharLM.load()
+            runs.append(("quire_lm", charlm.decoding["beam_width"], charlm))
+        for name, beam, charlm in runs:
+            rec.use_lm(charlm)
+            tsv = Path(tmp) / f"preds_{name}.tsv"
             t = time.perf_counter()
             res = evaluate_file(rec, subset, tsv, beam_width=beam, batch_size=batch_size)
             wall = time.perf_counter() - t
             preds = dict(line.rstrip("\n").split("\t", 1) for line in tsv.read_text(encoding="utf-8").splitlines())
-            name = "quire" if beam == 0 else f"quire_beam{beam}"
             out[name] = {
-                "engine": f"{rec.name} ({'greedy' if beam == 0 else f'beam {beam}'}, {threads} torch threads, "
-                          f"batch {batch_size})",
+                "engine": f"{rec.name} ({decoding_label(rec, beam)}, {threads} torch threads, batch {batch_size})",
                 "sources": res["sources"], "all": res["all"],
                 "lines_per_s": round(len(records) / wall, 1), "model_lines_per_s": res["lines_per_s"],
                 "seconds": round(wall, 2), "texts": [preds.get(r.id, "") for r in records],
@@ -172,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lines", default=str(DEFAULT_LINES), help="a lines.jsonl (default: the dev lines)")
     ap.add_argument("--model", default=None, help="our recognizer artifact (default: ml/artifacts/recognizer.pt)")
     ap.add_argument("--beam", type=int, default=0, help="also run beam search of this width (0: greedy only)")
+    ap.add_argument("--no-lm", action="store_true",
+                    help="skip the row of beam search with the shipped character language model")
     ap.add_argument("--limit", type=int, default=None, help="only N lines, spread evenly (smoke tests)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for our recognizer (default 2)")
     ap.add_argument("--batch-size", type=int, default=32)
@@ -196,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         if e == "quire":
             results.update(run_quire(records, args.model, [0] + ([args.beam] if args.beam else []),
-                                     args.threads, args.batch_size))
+                                     args.threads, args.batch_size, lm=not args.no_lm))
         elif e == "tesseract":
             results.update(run_tesseract(records))
         else:

@@ -2,7 +2,7 @@
 write one PAGE XML 2019 file per page, plus the seconds each page took.
 
     python -m bench.transcribe_pages --pages ../shared/data/dev/pages/pages.json --out-dir bench/out/page_xml \\
-        [--detector ml/artifacts/detector.pt] [--recognizer ml/artifacts/recognizer.pt] [--threads 2] [--beam 0]
+        [--detector ml/artifacts/detector.pt] [--recognizer ml/artifacts/recognizer.pt] [--threads 2] [--beam 0] [--decoding greedy|lm]
 
 ``--pages`` is an index in the format of ``../shared/data/dev/pages/pages.json`` (a list of records
 with ``image``, paths relative to the split folder when they start with ``pages/``, else to the
@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recognizer", default=None, help="recognizer artifact (default: shipped)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    ap.add_argument("--beam", type=int, default=0, help="beam width; 0 = greedy")
+    ap.add_argument("--beam", type=int, default=0, help="beam width; 0 = greedy (with --decoding lm: the LM card's)")
+    ap.add_argument("--decoding", choices=["greedy", "lm"], default="greedy",
+                    help="lm: beam search with the shipped character language model")
     args = ap.parse_args(argv)
 
     import torch
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     from ml.pipeline import PagePipeline
 
     torch.set_num_threads(args.threads)
-    pipeline = PagePipeline.load(args.detector, args.recognizer, device=args.device, beam_width=args.beam)
+    kw = {"beam_width": args.beam} if args.beam else {}
+    pipeline = PagePipeline.load(args.detector, args.recognizer, device=args.device, decoding=args.decoding, **kw)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -33,6 +33,7 @@ import torch
 from .crop import crop_line
 from .detect import LineDetector
 from .detect.postprocess import PageLines
+from .recognizer.lm import CharLM
 from .recognizer.predictor import Recognizer
 
 log = logging.getLogger(__name__)
@@ -141,16 +142,31 @@ class PagePipeline:
 
     @classmethod
     def load(cls, detector_path: str | Path | None = None, recognizer_path: str | Path | None = None,
-             device: str | None = "cpu", **kwargs) -> PagePipeline:
+             device: str | None = "cpu", decoding: str = "greedy", lm_path: str | Path | None = None,
+             **kwargs) -> PagePipeline:
         """Load both models (None = the shipped artifacts in ``ml/artifacts/``). ``device`` may be
-        ``"cpu"``, ``"cuda"`` or ``"auto"``. Raises FileNotFoundError / ValueError for a missing
-        or wrong artifact."""
+        ``"cpu"``, ``"cuda"`` or ``"auto"``. ``decoding``: ``"greedy"``, or ``"lm"`` for prefix beam
+        search fused with the character language model ``lm_path`` (None = the shipped
+        ``charlm.json.gz``; beam width and weights from its card unless ``beam_width`` is given).
+        Raises FileNotFoundError / ValueError for a missing or wrong artifact or decoding."""
+        if decoding not in ("greedy", "lm"):
+            raise ValueError(f"decoding must be 'greedy' or 'lm', got {decoding!r}")
         device = _choose_device(device)
-        return cls(LineDetector.load(detector_path, device), Recognizer.load(recognizer_path, device), **kwargs)
+        recognizer = Recognizer.load(recognizer_path, device)
+        if decoding == "lm":
+            lm = CharLM.load(lm_path)
+            recognizer.use_lm(lm)
+            kwargs.setdefault("beam_width", lm.decoding["beam_width"])
+        return cls(LineDetector.load(detector_path, device), recognizer, **kwargs)
 
     @property
     def models(self) -> dict[str, str]:
-        return {"detector": self.detector.name, "recognizer": self.recognizer.name}
+        """Names of the models in use (what jobs record): detector, recognizer and, when beam
+        search uses it, the language model."""
+        names = {"detector": self.detector.name, "recognizer": self.recognizer.name}
+        if self.recognizer.lm is not None and self.beam_width > 0:
+            names["language_model"] = self.recognizer.lm.name
+        return names
 
     def run(self, gray: np.ndarray, progress: Callable[[float], None] | None = None,
             should_cancel: Callable[[], bool] | None = None) -> PageResult:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .codec import BLANK
+from .lm import EOS
 
 NEG_INF = -math.inf
 
@@ -75,25 +77,28 @@ def align_confidences(log_probs: np.ndarray, labels: list[int]) -> list[float]:
     if not labels:
         return []
     T = log_probs.shape[0]
-    ext = [BLANK]
-    for c in labels:
-        ext += [c, BLANK]
+    ext = np.full(2 * len(labels) + 1, BLANK, dtype=np.int64)
+    ext[1::2] = labels
     S = len(ext)
+    # a state may come from itself, the one before, or (a label different from the label two
+    # states back) skip the blank in between; the recursion is vectorised over the states
+    skip = np.zeros(S, dtype=bool)
+    skip[3::2] = ext[3::2] != ext[1:-2:2]
+    emit = log_probs[:, ext]  # (T, S)
     score = np.full((T, S), NEG_INF)
     back = np.zeros((T, S), dtype=np.int64)
-    score[0, 0] = log_probs[0, ext[0]]
+    score[0, 0] = emit[0, 0]
     if S > 1:
-        score[0, 1] = log_probs[0, ext[1]]
+        score[0, 1] = emit[0, 1]
+    idx = np.arange(S)
     for t in range(1, T):
-        for s in range(S):
-            cands = [(score[t - 1, s], s)]
-            if s >= 1:
-                cands.append((score[t - 1, s - 1], s - 1))
-            if s >= 2 and ext[s] != BLANK and ext[s] != ext[s - 2]:
-                cands.append((score[t - 1, s - 2], s - 2))
-            best, arg = max(cands)
-            score[t, s] = best + log_probs[t, ext[s]]
-            back[t, s] = arg
+        prev = score[t - 1]
+        one = np.r_[NEG_INF, prev[:-1]]
+        two = np.where(skip, np.r_[NEG_INF, NEG_INF, prev[:-2]], NEG_INF)
+        cand = np.stack([prev, one, two])  # (3, S): from s, s - 1, s - 2
+        k = cand.argmax(0)  # a tie stays in the same state
+        score[t] = cand[k, idx] + emit[t]
+        back[t] = idx - k
     end = S - 1 if score[T - 1, S - 1] >= score[T - 1, S - 2] else S - 2
     if score[T - 1, end] == NEG_INF:
         frame_max = float(np.exp(log_probs.max()))
@@ -108,16 +113,45 @@ def align_confidences(log_probs: np.ndarray, labels: list[int]) -> list[float]:
     return conf
 
 
-def beam_decode(log_probs: np.ndarray, beam_width: int = 10, prune: float = 1e-3) -> Decoded:
-    """CTC prefix beam search without a language model.
+def beam_decode(log_probs: np.ndarray, beam_width: int = 10, prune: float = 1e-3, lm=None,
+                label_chars: Sequence[str] | None = None, alpha: float = 0.5, beta: float = 1.0) -> Decoded:
+    """CTC prefix beam search, optionally with a character language model (shallow fusion).
 
     Method: Hannun et al. 2014, "First-Pass Large Vocabulary Continuous Speech Recognition using
-    Bi-Directional Recurrent DNNs" (prefix beam search), in log space. Per frame only classes with
-    probability ≥ ``prune`` are extended (the blank always is). Returns the most probable labelling
-    (summed over its alignments), with confidences from :func:`align_confidences`.
+    Bi-Directional Recurrent DNNs" (prefix beam search, eq. 3 for the language model), in log space.
+    Per frame only classes with probability ≥ ``prune`` are extended (the blank always is).
+
+    Args:
+        log_probs: (T, C) float32 log-probabilities of one line, blank at 0.
+        beam_width: prefixes kept per frame.
+        prune: per-frame probability under which a class is not tried.
+        lm: a :class:`ml.recognizer.lm.CharLM` or None. With it, prefixes are ranked by
+            ``log P_CTC + alpha * log P_LM + beta * length`` (the end-of-line probability is added
+            before the final choice); ``label_chars[k]`` is the character of class k (required).
+        alpha, beta: language-model weight and per-character bonus (natural-log units).
+
+    Returns the best labelling with confidences from :func:`align_confidences` (CTC posteriors
+    only, so a character the language model chose still shows how sure the image was). Raises
+    ValueError when ``lm`` is given without ``label_chars``.
     """
+    if lm is not None and label_chars is None:
+        raise ValueError("beam_decode with a language model needs label_chars")
     log_prune = math.log(prune)
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}  # (p_blank, p_non_blank)
+    texts: dict[tuple[int, ...], str] = {(): ""}
+    lm_score: dict[tuple[int, ...], float] = {(): 0.0}  # alpha * log P_LM(prefix) + beta * len(prefix)
+
+    def extend_lm(prefix: tuple[int, ...], c: int) -> tuple[int, ...]:
+        ext = prefix + (c,)
+        if ext not in lm_score:
+            if lm is None:
+                lm_score[ext] = 0.0
+            else:
+                text, ch = texts[prefix], label_chars[c]
+                texts[ext] = text + ch
+                lm_score[ext] = lm_score[prefix] + alpha * lm.logprob(text, ch) + beta
+        return ext
+
     for t in range(log_probs.shape[0]):
         lp = log_probs[t]
         cands = [c for c in np.nonzero(lp >= log_prune)[0].tolist() if c != BLANK]
@@ -129,15 +163,21 @@ def beam_decode(log_probs: np.ndarray, beam_width: int = 10, prune: float = 1e-3
             last = prefix[-1] if prefix else None
             for c in cands:
                 p = float(lp[c])
-                ext = prefix + (c,)
+                ext = extend_lm(prefix, c)
                 if c == last:
                     nxt[ext][1] = _logadd(nxt[ext][1], pb + p)
                     entry[1] = _logadd(entry[1], pnb + p)
                 else:
                     nxt[ext][1] = _logadd(nxt[ext][1], total + p)
-        ranked = sorted(nxt.items(), key=lambda kv: _logadd(*kv[1]), reverse=True)[:beam_width]
+        ranked = sorted(nxt.items(), key=lambda kv: _logadd(*kv[1]) + lm_score[kv[0]], reverse=True)[:beam_width]
         beams = {k: (v[0], v[1]) for k, v in ranked}
-    best = max(beams.items(), key=lambda kv: _logadd(*kv[1]))[0]
+
+    def final(kv) -> float:
+        prefix, (pb, pnb) = kv
+        end = alpha * lm.logprob(texts[prefix], EOS) if lm is not None else 0.0
+        return _logadd(pb, pnb) + lm_score[prefix] + end
+
+    best = max(beams.items(), key=final)[0]
     labels = list(best)
     conf = align_confidences(log_probs, labels)
     return Decoded(labels, conf, _line_confidence(conf, log_probs))

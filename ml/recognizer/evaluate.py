@@ -1,7 +1,10 @@
 """Evaluation CLI of the line recognizer.
 
     python -m ml.recognizer.evaluate --lines ../shared/data/dev/lines.jsonl --out preds.tsv \\
-        [--model ml/artifacts/recognizer.pt] [--beam 0] [--device cpu] [--batch-size 32]
+        [--model ml/artifacts/recognizer.pt] [--beam 0] [--lm [PATH]] [--device cpu] [--batch-size 32]
+
+``--lm`` decodes with prefix beam search fused with the character language model (default: the
+shipped ``ml/artifacts/charlm.json.gz``; beam width and weights from its card unless ``--beam``).
 
 Reads any ``lines.jsonl`` in the format of ``../shared/data``, writes the predictions as a TSV of
 ``id<TAB>text`` (one row per record, tabs and newlines inside a prediction become spaces), and
@@ -23,6 +26,7 @@ from ..artifact import write_card_markdown
 from ..metrics import score_by_source
 from .data import load_gray, read_lines_jsonl
 from .image import normalize_line
+from .lm import CharLM
 from .predictor import DEFAULT_PATH, Recognizer
 
 
@@ -45,7 +49,14 @@ def evaluate_file(recognizer: Recognizer, lines: str | Path, out_tsv: str | Path
             "lines": len(records)}
 
 
-def update_card(path: str | Path, lines: str | Path, res: dict, beam_width: int) -> None:
+def decoding_label(recognizer: Recognizer, beam_width: int) -> str:
+    """``"greedy"``, ``"beam W"`` or ``"beam W + <language model name>"``."""
+    if not beam_width:
+        return "greedy"
+    return f"beam {beam_width}" + (f" + {recognizer.lm.name}" if recognizer.lm is not None else "")
+
+
+def update_card(path: str | Path, lines: str | Path, res: dict, decoding: str) -> None:
     """Write an evaluation into the artifact's card (key ``evaluation``: per-source CER/WER on
     ``lines``) and rewrite the Markdown card beside it; weights are left as they are."""
     path = Path(path)
@@ -54,7 +65,7 @@ def update_card(path: str | Path, lines: str | Path, res: dict, beam_width: int)
     data["card"].setdefault("evaluation", {})
     data["card"]["evaluation"] = {
         **data["card"]["evaluation"],
-        **{f"{name}/{s}": {**v, "decoding": f"beam {beam_width}" if beam_width else "greedy"}
+        **{f"{name}/{s}" + ("" if decoding == "greedy" else f" ({decoding})"): {**v, "decoding": decoding}
            for s, v in res["sources"].items()},
     }
     data["card"][f"{name}_cpu_lines_per_s"] = res["lines_per_s"]
@@ -69,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lines", required=True, help="a lines.jsonl file")
     ap.add_argument("--out", required=True, help="TSV of id<TAB>prediction")
     ap.add_argument("--model", default=None)
-    ap.add_argument("--beam", type=int, default=0, help="beam width; 0 = greedy")
+    ap.add_argument("--beam", type=int, default=0, help="beam width; 0 = greedy (or, with --lm, the LM card's)")
+    ap.add_argument("--lm", nargs="?", const="", default=None, metavar="PATH",
+                    help="fuse a character language model in beam search (no PATH: the shipped one)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -77,13 +90,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="record the result in the artifact's model card (and its .md beside it)")
     args = ap.parse_args(argv)
     rec = Recognizer.load(args.model, args.device)
-    res = evaluate_file(rec, args.lines, args.out, args.beam, args.batch_size)
+    beam = args.beam
+    if args.lm is not None:
+        lm = CharLM.load(args.lm or None)
+        rec.use_lm(lm)
+        beam = beam or lm.decoding["beam_width"]
+    res = evaluate_file(rec, args.lines, args.out, beam, args.batch_size)
+    decoding = decoding_label(rec, beam)
     if args.update_card:
-        update_card(args.model or DEFAULT_PATH, args.lines, res, args.beam)
+        update_card(args.model or DEFAULT_PATH, args.lines, res, decoding)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
-        print(f"model {rec.name}  decoding {'beam ' + str(args.beam) if args.beam else 'greedy'}")
+        print(f"model {rec.name}  decoding {decoding}")
         print(f"{'source':28s} {'lines':>6s} {'CER':>8s} {'WER':>8s}")
         for s, v in list(res["sources"].items()) + [("all", res["all"])]:
             print(f"{s:28s} {v['lines']:6d} {100 * v['cer']:7.2f}% {100 * v['wer']:7.2f}%")

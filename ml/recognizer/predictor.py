@@ -49,6 +49,22 @@ class Recognizer:
         self.model = self.model.to(memory_format=torch.channels_last)
         self.codec, self.version, self.card = codec, version, card or {}
         self.height = model.config.height
+        self.lm, self.lm_alpha, self.lm_beta, self.beam_prune = None, 0.0, 0.0, 1e-3
+        self._label_chars = [""] + list(codec.charset)
+
+    def use_lm(self, lm, alpha: float | None = None, beta: float | None = None, prune: float | None = None) -> None:
+        """Let beam search (``beam_width`` > 0) fuse the character language model ``lm``
+        (:class:`ml.recognizer.lm.CharLM`, or None to stop) with weight ``alpha``, a per-character
+        bonus ``beta`` and per-frame pruning ``prune`` (see :func:`ml.recognizer.decode.beam_decode`;
+        None takes the value tuned in the model's card, ``lm.decoding``). Greedy decoding ignores it."""
+        if lm is None:
+            self.lm, self.lm_alpha, self.lm_beta, self.beam_prune = None, 0.0, 0.0, 1e-3
+            return
+        d = lm.decoding
+        self.lm = lm
+        self.lm_alpha = d["alpha"] if alpha is None else alpha
+        self.lm_beta = d["beta"] if beta is None else beta
+        self.beam_prune = d["prune"] if prune is None else prune
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "cpu") -> Recognizer:
@@ -91,7 +107,8 @@ class Recognizer:
             lengths = CRNN.output_lengths(torch.from_numpy(widths)).tolist()
             for j, i in enumerate(idx):
                 seq = lp[: lengths[j], j]
-                d = beam_decode(seq, beam_width) if beam_width > 0 else greedy_decode(seq)
+                d = beam_decode(seq, beam_width, self.beam_prune, lm=self.lm, label_chars=self._label_chars,
+                                alpha=self.lm_alpha, beta=self.lm_beta) if beam_width > 0 else greedy_decode(seq)
                 out[i] = Recognition(self.codec.decode(d.labels), d.confidence, d.char_confidences)
             done += len(idx)
             if on_batch is not None:

@@ -135,3 +135,20 @@ def test_turned_page_is_read_upright_in_its_own_pixels(pipeline, page_result, tu
 def test_upright_page_is_not_turned(page_result):
     result, _ = page_result
     assert result.rotation == 0 and not any("turned" in w for w in result.warnings)
+
+
+def test_language_model_decoding_reads_the_page_and_is_recorded():
+    pipeline = PagePipeline.load(device="cpu", decoding="lm")
+    assert pipeline.beam_width > 0
+    result = pipeline.run(load_gray(PAGE))
+    assert result.models["language_model"].startswith("quire-charlm@")
+    truth = read_page_xml(PAGE_XML)
+    ref = " ".join(t["text"] for t in sorted(truth, key=lambda t: min(y for _, y in t["polygon"])))
+    acc = ErrorRate()
+    acc.update(ref, " ".join(line.text for line in result.lines))
+    assert acc.cer <= MAX_PAGE_CER, f"page CER {acc.cer:.3f}"
+
+
+def test_unknown_decoding_is_refused():
+    with pytest.raises(ValueError, match="decoding"):
+        PagePipeline.load(device="cpu", decoding="beam")
