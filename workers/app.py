@@ -13,6 +13,10 @@ settings for what the web side shares (broker/result URLs) and directly for work
 | `QUIRE_BROKER_VISIBILITY_TIMEOUT` | 3600 | seconds before Redis redelivers an unacknowledged message |
 | `QUIRE_SWEEP_INTERVAL_S` | 60 | period of `requeue_stuck_jobs` under celery beat |
 | `QUIRE_TRAIN_STUCK_AFTER_S` | soft limit + 1500 | a training job `running` this long after its start is failed `stuck` by the sweep |
+| `QUIRE_TRAIN_QUEUED_STUCK_AFTER_S` | `QUIRE_JOB_STUCK_AFTER_S` | a training job `queued` this long (message lost) is re-sent by the sweep |
+
+Django settings read by the workers: `QUIRE_DEVICE` (`cpu`/`cuda`) and `QUIRE_DECODING` (`lm`: beam
+search with the character language model, the default; `greedy`), see docs/ARCHITECTURE.md.
 
 Delivery: `task_acks_late` + `task_reject_on_worker_lost` + prefetch 1, so a task whose worker
 dies is delivered again; the job row (not the message) says what is done, which makes a second

@@ -240,7 +240,7 @@ def current_pipeline():
             paths = {kind: local_artifact(chosen[kind]) for kind in KINDS}
             _PIPELINE = PagePipeline.load(detector_path=paths[ModelVersion.Kind.DETECTOR],
                                           recognizer_path=paths[ModelVersion.Kind.RECOGNIZER],
-                                          device=settings.QUIRE_DEVICE)
+                                          device=settings.QUIRE_DEVICE, decoding=settings.QUIRE_DECODING)
             _PIPELINE_KEY = key
             log.info("pipeline loaded: %s (from %s)", _PIPELINE.models,
                      {kind: chosen[kind].origin for kind in KINDS})

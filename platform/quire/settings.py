@@ -180,6 +180,11 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 QUIRE_DEVICE = env_str("QUIRE_DEVICE", "cpu")
+# "lm": prefix beam search fused with the shipped character language model (more accurate, about
+# 3x slower to decode); "greedy": best-path decoding (the recognizer's own figures)
+QUIRE_DECODING = env_str("QUIRE_DECODING", "lm")
+if QUIRE_DECODING not in ("lm", "greedy"):
+    raise ImproperlyConfigured(f"QUIRE_DECODING must be 'lm' or 'greedy', got {QUIRE_DECODING!r}")
 QUIRE_JOB_STUCK_AFTER_S = env_int("QUIRE_JOB_STUCK_AFTER_S", 1800)  # sweep re-queues after this
 QUIRE_JOB_MAX_ATTEMPTS = env_int("QUIRE_JOB_MAX_ATTEMPTS", 3)
 QUIRE_TRANSCRIBE_MAX_WAIT_S = 60

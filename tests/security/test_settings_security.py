@@ -75,6 +75,15 @@ def test_trusted_proxy_count_comes_from_the_environment(secret_key):
     assert bad.returncode != 0 and "QUIRE_TRUSTED_PROXY_COUNT must be 0 or more" in bad.stderr
 
 
+def test_decoding_setting_is_checked(secret_key):
+    env = {**PRODUCTION, "DJANGO_SECRET_KEY": secret_key}
+    bad = _manage("check", env={**env, "QUIRE_DECODING": "beam"})
+    assert bad.returncode != 0 and "QUIRE_DECODING must be 'lm' or 'greedy'" in bad.stderr
+    good = _manage("shell", "-c", "from django.conf import settings; print(settings.QUIRE_DECODING)",
+                   env={**env, "QUIRE_DECODING": "greedy"})
+    assert good.returncode == 0 and good.stdout.strip().splitlines()[-1] == "greedy", good.stderr
+
+
 def test_no_secret_is_written_in_the_code():
     """No literal password, secret or access key in platform/ or workers/ (the one dev key in
     settings.py is used only with DJANGO_DEBUG=1 or under pytest: test_settings.py checks that)."""
