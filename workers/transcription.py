@@ -131,7 +131,7 @@ def store_result(job: TranscriptionJob, result) -> bool:
                 for index, line in enumerate(result.lines)
             ])
             job.transition(JobState.SUCCEEDED, models_used=dict(result.models), timings=dict(result.timings),
-                           result=key)
+                           result=key, warnings=list(getattr(result, "warnings", []) or []))
     except InvalidTransition as exc:
         log.info("job %s not stored: %s", job.pk, exc)
         return False

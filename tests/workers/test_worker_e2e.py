@@ -61,3 +61,36 @@ def test_upload_real_page_over_http_until_succeeded(celery_worker, handwritten_p
     for fmt in ("page", "alto"):
         assert_valid(client.get(f"{detail['page_url']}export/?format={fmt}").content, fmt)
     assert client.get(detail["result_url"]).json()["lines"]
+
+
+def test_upside_down_page_is_read_turned_and_the_user_is_told(celery_worker, handwritten_page):
+    import io
+
+    from django.test import Client
+    from PIL import Image
+
+    from ml.detect.pages import read_page_xml
+    from ml.metrics import ErrorRate
+
+    user = make_user("turner")
+    client = client_for(user)
+    buf = io.BytesIO()
+    Image.open(handwritten_page["image"]).rotate(180).save(buf, "JPEG", quality=90)
+    upload = SimpleUploadedFile("upside-down.jpg", buf.getvalue(), content_type="image/jpeg")
+    response = client.post("/api/v1/pages/", {"files": [upload]}, format="multipart")
+    assert response.status_code == 202, response.content
+    job = wait_final(response.json()["jobs"][0]["id"])
+    assert job.state == "succeeded", (job.error_code, job.error_message)
+    detail = client.get(response["Location"]).json()
+    assert any("turned by 180°" in w for w in detail["warnings"]), detail["warnings"]
+    assert detail["models_used"]["language_model"].startswith("quire-charlm@")  # QUIRE_DECODING=lm by default
+    page = client.get(detail["page_url"]).json()
+    truth = read_page_xml(handwritten_page["xml"])
+    ref = " ".join(t["text"] for t in sorted(truth, key=lambda t: min(y for _, y in t["polygon"])))
+    acc = ErrorRate()
+    acc.update(ref, " ".join(line["text"] for line in page["lines"]))
+    assert acc.cer <= 0.30, (acc.cer, page["text"])  # the bound of tests/ml/test_pipeline.py
+    web = Client()
+    web.force_login(user)
+    html = web.get(f"/pages/{page['id']}/").content.decode()
+    assert "turned by 180°" in html

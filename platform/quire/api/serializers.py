@@ -198,7 +198,7 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = TranscriptionJob
         fields = ["id", "url", "page", "page_url", "state", "progress", "created_at", "started_at", "finished_at",
-                  "timings", "attempts", "error", "models_used", "result_url"]
+                  "timings", "attempts", "error", "models_used", "warnings", "result_url"]
         read_only_fields = fields
 
     def get_page_url(self, job: TranscriptionJob) -> str:

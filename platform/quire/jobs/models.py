@@ -131,6 +131,8 @@ class TranscriptionJob(JobBase):
     models_used = models.JSONField(default=dict, blank=True, help_text='{"detector": ..., "recognizer": ...}')
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds per pipeline stage.")
     result = models.FileField(max_length=255, blank=True, help_text="Result JSON in storage.")
+    warnings = models.JSONField(default=list, blank=True,
+                                help_text="What the pipeline noticed about the page, e.g. that it was read turned by 180°.")
 
     objects = TranscriptionJobQuerySet.as_manager()
 
