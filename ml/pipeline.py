@@ -203,7 +203,9 @@ class PagePipeline:
         if rotation:
             warnings.append(f"the page was turned by {rotation}° clockwise to read it; line coordinates are "
                             f"in the page as uploaded")
-        if kept and not page_lines.upright:
+        if not kept:
+            warnings.append("no text lines were found on this page")
+        elif not page_lines.upright:
             warnings.append(f"the page may be rotated by 90°: its lines look unlike upright text "
                             f"(orientation confidence {page_lines.orientation_confidence:.2f})")
         t_detect = time.perf_counter() - t0

@@ -35,6 +35,17 @@ def test_finished_job_answers_200_with_text_and_lines(alice):
     assert body["state"] == "succeeded" and body["text"] == "Kew, 3 May\nMy dear Gray"
     assert [line["text"] for line in body["lines"]] == ["Kew, 3 May", "My dear Gray"]
     assert body["lines"][0]["bbox"] == [10, 10, 300, 40] and body["job"]["id"] == first["job"]["id"]
+    assert first["duplicate"] is False and first["duplicate_of"] is None
+    assert body["duplicate"] is True and body["duplicate_of"]["page"] == body["id"]
+    assert "force=1" in body["duplicate_of"]["detail"]
+
+
+def test_force_transcribes_a_known_image_again(alice):
+    client, data = client_for(alice), page_png(seed=26)
+    first = client.post(URL, {"file": SimpleUploadedFile("e.png", data)}, format="multipart").json()
+    again = client.post(URL, {"image": base64.b64encode(data).decode(), "force": True}, format="json")
+    assert again.status_code == 202, again.content
+    assert again.json()["duplicate"] is False and again.json()["job"]["id"] != first["job"]["id"]
 
 
 def test_failed_job_answers_200_with_its_error(alice):
@@ -54,6 +65,7 @@ def test_bad_requests(alice):
         ({"image": base64.b64encode(page_png(seed=24)).decode(), "wait": 61}, "between 0 and 60"),
         ({"image": base64.b64encode(page_png(seed=25)).decode(), "wait": "soon"}, "number of seconds"),
         ({"image": base64.b64encode(b"GIF89a broken").decode(), "filename": "x.gif"}, "x.gif"),
+        ({"image": base64.b64encode(page_png(seed=27)).decode(), "force": "banana"}, "force must be 1 or 0"),
     ]
     for body, words in cases:
         response = client.post(URL, body, format="json")

@@ -54,6 +54,16 @@ def test_document_name_creates_the_document(alice):
     assert Document.objects.get(owner=alice).name == "Diary"
 
 
+def test_force_must_be_a_yes_or_no(alice):
+    client = client_for(alice)
+    response = client.post(URL, {"files": [_file(page_png(seed=77))], "force": "banana"}, format="multipart")
+    assert response.status_code == 400 and "force must be 1 or 0" in response.json()["detail"]
+    assert not Page.objects.exists()  # nothing stored for a refused request
+    for value in ("0", "false", "no", ""):
+        ok = client.post(URL, {"files": [_file(page_png(seed=78))], "force": value}, format="multipart")
+        assert ok.status_code == 202, (value, ok.content)
+
+
 def test_identical_reupload_is_recognised_unless_forced(alice):
     client, data = client_for(alice), page_png(seed=5)
     first = client.post(URL, {"files": [_file(data)]}, format="multipart").json()["jobs"][0]

@@ -59,8 +59,19 @@ MAX_FILES_PER_REQUEST = 50
 FORMAT_PARAM = OpenApiParameter("format", str, enum=list(EXPORT_FORMATS), description="Export format.")
 
 
-def _truthy(value) -> bool:
-    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
+
+
+def _flag(request, name: str) -> bool:
+    """A yes/no request field (`1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`, a JSON boolean;
+    absent = no). Anything else is a 400 naming the field."""
+    raw = request.data.get(name, "")
+    value = str(raw).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ApiError(400, f"{name} must be 1 or 0 (true/false), got {str(raw)[:40]!r}")
 
 
 def _export_format(request) -> str:
@@ -257,7 +268,7 @@ class PageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             else:
                 files.append((upload.read(), upload.name))
         outcomes, errors = _accept(request, files, document, _document_name(request),
-                                   _truthy(request.data.get("force", "")))
+                                   _flag(request, "force"))
         return _accepted_response(request, outcomes, too_big + errors)
 
     @extend_schema(responses={(200, "image/png"): bytes})
@@ -363,8 +374,10 @@ class LineViewSet(mixins.RetrieveModelMixin, mixins.UpdateModelMixin, viewsets.G
 class TranscribeView(APIView):
     """One image in, text out: queue the same job as an upload and wait up to `wait` seconds.
 
-    Multipart (`file`, optional `wait`) or JSON `{"image": <base64>, "filename": ..., "wait": ...}`.
-    200 with the text and lines when the job finishes in time, else 202 with the job link.
+    Multipart (`file`, optional `wait`, `force`) or JSON `{"image": <base64>, "filename": ..., "wait": ...,
+    "force": ...}`. 200 with the text and lines when the job finishes in time, else 202 with the job
+    link. An identical earlier upload is answered with its page (`duplicate` true, `duplicate_of`
+    says where it is) unless `force`.
     """
 
     parser_classes = [MultiPartParser, FormParser, ObjectJSONParser]
@@ -397,19 +410,24 @@ class TranscribeView(APIView):
 
     @extend_schema(
         request={"multipart/form-data": {"type": "object", "properties": {
-                     "file": {"type": "string", "format": "binary"}, "wait": {"type": "number"}}},
+                     "file": {"type": "string", "format": "binary"}, "wait": {"type": "number"},
+                     "force": {"type": "boolean"}}},
                  "application/json": {"type": "object", "properties": {
                      "image": {"type": "string", "format": "byte"}, "filename": {"type": "string"},
-                     "wait": {"type": "number"}}}},
+                     "wait": {"type": "number"}, "force": {"type": "boolean"}}}},
         responses={200: PageDetailSerializer, 202: JobSerializer},
     )
     def post(self, request):
         wait = self._wait(request)
+        force = _flag(request, "force")
         data, filename = self._image(request)
-        outcomes, errors = _accept(request, [(data, filename)], None, None, force=False)
+        outcomes, errors = _accept(request, [(data, filename)], None, None, force=force)
         if not outcomes:
             raise ApiError(errors[0]["status"], errors[0]["detail"], "upload_rejected")
-        job = outcomes[0].pages[0].job
+        accepted = outcomes[0].pages[0]
+        job = accepted.job
+        seen = UploadedJobSerializer(accepted, context={"request": request}).data
+        seen = {"duplicate": seen["duplicate"], "duplicate_of": seen["duplicate_of"]}
         deadline = time.monotonic() + wait
         while not job.is_final and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -417,10 +435,11 @@ class TranscribeView(APIView):
         job_data = JobSerializer(job, context={"request": request}).data
         if job.state != JobState.SUCCEEDED:
             code = status.HTTP_200_OK if job.is_final else status.HTTP_202_ACCEPTED
-            return Response({"job": job_data, "state": job.state}, status=code,
+            return Response({"job": job_data, "state": job.state, **seen}, status=code,
                             headers={"Location": str(job_data["url"])})
         page = Page.objects.prefetch_related(Prefetch("lines", Line.objects.order_by("index"))).get(pk=job.page_id)
-        body = {**PageDetailSerializer(page, context={"request": request}).data, "job": job_data, "state": job.state}
+        body = {**PageDetailSerializer(page, context={"request": request}).data, "job": job_data, "state": job.state,
+                **seen}
         return Response(body, status=status.HTTP_200_OK)
 
 
