@@ -297,4 +297,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("QUIRE_LOG_LEVEL", "INFO")},
+    # Django's default config gives "django" its own console handler (DEBUG only) and mail_admins;
+    # here it only propagates to the root handler, so each request error is logged once
+    "loggers": {"django": {"handlers": [], "level": env_str("QUIRE_LOG_LEVEL", "INFO"), "propagate": True}},
 }

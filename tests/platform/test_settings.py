@@ -33,3 +33,11 @@ def test_debug_is_off_by_default(tmp_path):
                   DJANGO_SECRET_KEY=secrets.token_urlsafe(60), DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1].split() == ["False", "True"]
+
+
+def test_a_request_error_is_logged_once(tmp_path):
+    """Django's default "django" console handler (DEBUG) plus the root handler printed every 4xx twice."""
+    run = _manage("shell", "-c", "import logging; logging.getLogger('django.request').warning('Bad Request: /probe')",
+                  DJANGO_DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("Bad Request: /probe") == 1, run.stderr
