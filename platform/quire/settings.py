@@ -269,6 +269,7 @@ SPECTACULAR_SETTINGS = {
 # --- Security (`manage.py check --deploy`) ----------------------------------------------------
 _HTTPS_DEFAULT = not (DEBUG or TESTING)
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", _HTTPS_DEFAULT)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probed over plain HTTP inside the network (docker-compose)
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", _HTTPS_DEFAULT)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if _HTTPS_DEFAULT else 0)

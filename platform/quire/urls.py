@@ -1,11 +1,14 @@
-"""Root URL map: admin, the versioned API under /api/v1/, the OpenAPI schema and its docs pages, and
-the web page at the site root (quire.web)."""
+"""Root URL map: admin, the versioned API under /api/v1/, the OpenAPI schema and its docs pages, the
+health check /healthz (quire.ops), and the web page at the site root (quire.web)."""
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from quire import ops
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("healthz", ops.healthz, name="healthz"),
     path("api/v1/", include("quire.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -2,6 +2,8 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
+from quire import ops
+
 from . import registry_views, views
 
 app_name = "api"
@@ -21,6 +23,7 @@ router.register("training-jobs", registry_views.TrainingJobViewSet, basename="tr
 urlpatterns = [
     path("auth/token/", views.ObtainTokenView.as_view(), name="auth-token"),
     path("transcribe/", views.TranscribeView.as_view(), name="transcribe"),
+    path("status/", ops.StatusView.as_view(), name="status"),
     path("ground-truth/import/", registry_views.GroundTruthImportView.as_view(), name="ground-truth-import"),
     path("", include(router.urls)),
 ]

@@ -1,0 +1,155 @@
+"""Operator endpoints: a health check for load balancers and a staff status page of the queues.
+
+- ``GET /healthz`` (no authentication): the database, the broker (Redis) and the storage (S3) are
+  each probed in parallel, with a limit of ``HEALTH_TIMEOUT_S`` seconds each; 200 when all answer,
+  else 503. The body names every check and how long it took (milliseconds), never credentials.
+- ``GET /api/v1/status/`` (staff): transcription and training jobs per state, the age of the
+  oldest queued job (seconds), the number of messages waiting in each broker queue, and the Celery
+  workers that answered a ping (name → queues), so an operator running many workers sees whether
+  the queues drain and who serves them.
+
+Neither imports the workers: the broker is reached through the same publisher-only Celery client
+as job dispatch (``quire.jobs.dispatch``).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import connection
+from django.db.models import Count, Min
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from quire.api.registry_views import IsStaff
+from quire.jobs.dispatch import TRANSCRIBE_QUEUE, _client
+from quire.jobs.models import JobState, TrainingJob, TranscriptionJob
+from quire.registry.dispatch import TRAIN_QUEUE
+
+log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT_S = 3.0
+#: kombu's Redis transport keeps messages of priority p > 0 under "<queue>\x06\x16<p>".
+_PRIORITY_SUFFIXES = [""] + [f"\x06\x16{p}" for p in range(1, 10)]
+_POOL = ThreadPoolExecutor(max_workers=6, thread_name_prefix="quire-health")
+
+
+def _check_database() -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    finally:
+        connection.close()  # this thread's own connection: not left open between probes
+
+def _check_broker() -> None:
+    with _client(settings.CELERY_BROKER_URL).connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=HEALTH_TIMEOUT_S)
+        if conn.transport_cls in ("redis", "rediss") or conn.transport.driver_type == "redis":
+            conn.default_channel.client.ping()
+
+
+def _check_storage() -> None:
+    default_storage.exists("healthz/probe")  # a HEAD request on S3; raises when the server is unreachable
+
+
+CHECKS = {"database": _check_database, "broker": _check_broker, "storage": _check_storage}
+
+
+def _run(check) -> tuple[str, float]:
+    t = time.perf_counter()
+    check()
+    return "ok", round(1000 * (time.perf_counter() - t), 1)
+
+
+def run_checks() -> dict[str, dict]:
+    """{name: {"status": "ok" | "error" | "timeout", "ms": float, "error": str (when not ok)}}."""
+    futures = {name: _POOL.submit(_run, fn) for name, fn in CHECKS.items()}
+    out = {}
+    for name, future in futures.items():
+        t = time.perf_counter()
+        try:
+            status, ms = future.result(timeout=HEALTH_TIMEOUT_S)
+            out[name] = {"status": status, "ms": ms}
+        except FutureTimeout:
+            out[name] = {"status": "timeout", "ms": round(1000 * (time.perf_counter() - t), 1),
+                         "error": f"no answer within {HEALTH_TIMEOUT_S:.0f} s"}
+        except Exception as exc:  # any failure of the probed service is the answer, not a 500
+            log.warning("health check %s failed: %s", name, exc)
+            out[name] = {"status": "error", "error": type(exc).__name__}
+    return out
+
+
+@never_cache
+@require_GET
+def healthz(request):
+    """200 ``{"status": "ok", "checks": {...}}`` when the database, broker and storage answer, else
+    503 with ``"status": "unavailable"`` and the failing checks marked."""
+    checks = run_checks()
+    ok = all(c["status"] == "ok" for c in checks.values())
+    return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+
+def queue_lengths() -> dict[str, int | None]:
+    """Messages waiting in the broker per queue (Redis transport; None when it cannot be read)."""
+    out: dict[str, int | None] = {}
+    try:
+        with _client(settings.CELERY_BROKER_URL).connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=HEALTH_TIMEOUT_S)
+            client = conn.default_channel.client
+            for queue in (TRANSCRIBE_QUEUE, TRAIN_QUEUE):
+                out[queue] = sum(int(client.llen(queue + s)) for s in _PRIORITY_SUFFIXES)
+    except Exception as exc:
+        log.warning("queue lengths unavailable: %s", exc)
+        out = {TRANSCRIBE_QUEUE: None, TRAIN_QUEUE: None}
+    return out
+
+
+def live_workers(timeout: float = 1.0) -> dict[str, list[str]] | None:
+    """Workers answering a broadcast ping within ``timeout`` seconds: {name: [queues]}; None when
+    the broker cannot be reached."""
+    try:
+        inspect = _client(settings.CELERY_BROKER_URL).control.inspect(timeout=timeout)
+        replies = inspect.active_queues() or {}
+    except Exception as exc:
+        log.warning("worker inspection unavailable: %s", exc)
+        return None
+    return {name: sorted(q["name"] for q in queues) for name, queues in sorted(replies.items())}
+
+
+def _jobs(model) -> dict:
+    now = timezone.now()
+    states = dict(model.objects.values_list("state").annotate(n=Count("id")).order_by())
+    oldest = model.objects.filter(state=JobState.QUEUED).aggregate(t=Min("queued_at"))["t"]
+    return {"by_state": states, "oldest_queued_s": round((now - oldest).total_seconds(), 1) if oldest else None}
+
+
+class StatusView(APIView):
+    """`GET /api/v1/status/` (staff): jobs per state, oldest queued job, broker queue lengths and
+    live workers."""
+
+    permission_classes = [permissions.IsAuthenticated, IsStaff]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, description=(
+        "`transcription_jobs` / `training_jobs`: `by_state` counts and `oldest_queued_s`; `queues`: messages "
+        "waiting per broker queue (null when unreadable); `workers`: {name: [queues]} of the workers that "
+        "answered a ping within 1 s (null when the broker is down); `checks`: as /healthz."))
+    def get(self, request):
+        return Response({
+            "transcription_jobs": _jobs(TranscriptionJob),
+            "training_jobs": _jobs(TrainingJob),
+            "queues": queue_lengths(),
+            "workers": live_workers(),
+            "checks": run_checks(),
+        })
