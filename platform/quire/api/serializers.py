@@ -282,3 +282,39 @@ class UploadedJobSerializer(serializers.Serializer):
         if not accepted.duplicate:
             return None
         return DuplicateOfSerializer(accepted, context=self.context).data
+
+
+class SearchHitSerializer(serializers.Serializer):
+    """One line matching a search: its text and score (100 = contains the query), where it is
+    (document, page, reading-order index, box in page pixels) and links to it."""
+
+    line = serializers.IntegerField(source="line.pk")
+    text = serializers.CharField(source="line.text")
+    score = serializers.FloatField()
+    confidence = serializers.FloatField(source="line.confidence", allow_null=True)
+    is_ground_truth = serializers.BooleanField(source="line.is_ground_truth")
+    line_index = serializers.IntegerField(source="line.index")
+    bbox = serializers.ListField(source="line.bbox", child=serializers.IntegerField())
+    page = serializers.IntegerField(source="line.page_id")
+    page_number = serializers.SerializerMethodField(help_text="The page's number in its document, from 1.")
+    document = serializers.IntegerField(source="line.page.document_id")
+    document_name = serializers.CharField(source="line.page.document.name")
+    page_url = serializers.SerializerMethodField()
+    web_url = serializers.SerializerMethodField(help_text="The page in the web interface, this line selected.")
+
+    def get_page_number(self, hit) -> int:
+        return hit.line.page.order + 1
+
+    def get_page_url(self, hit) -> str:
+        return _url("page-detail", hit.line.page_id, self.context.get("request"))
+
+    def get_web_url(self, hit) -> str:
+        url = reverse("web:page", kwargs={"pk": hit.line.page_id}, request=self.context.get("request"))
+        return f"{url}#line-{hit.line.pk}"
+
+
+class SearchResultSerializer(serializers.Serializer):
+    query = serializers.CharField()
+    fuzzy = serializers.BooleanField()
+    count = serializers.IntegerField()
+    results = SearchHitSerializer(many=True)

@@ -24,6 +24,7 @@ urlpatterns = [
     path("auth/token/", views.ObtainTokenView.as_view(), name="auth-token"),
     path("transcribe/", views.TranscribeView.as_view(), name="transcribe"),
     path("status/", ops.StatusView.as_view(), name="status"),
+    path("search/", views.SearchView.as_view(), name="search"),
     path("ground-truth/import/", registry_views.GroundTruthImportView.as_view(), name="ground-truth-import"),
     path("", include(router.urls)),
 ]

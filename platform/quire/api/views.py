@@ -27,6 +27,7 @@ from rest_framework.views import APIView
 from quire.documents import exports
 from quire.documents.ingest import safe_display_name
 from quire.documents.models import Document, Line, LineVersion, Page
+from quire.documents.search import SearchError, search_lines
 from quire.documents.storage import StorageUnavailable, get_bytes
 from quire.documents.uploads import (
     UploadOutcome,
@@ -50,6 +51,7 @@ from .serializers import (
     LineVersionSerializer,
     PageDetailSerializer,
     PageSerializer,
+    SearchResultSerializer,
     UploadedJobSerializer,
     plain_text,
 )
@@ -369,6 +371,40 @@ class LineViewSet(mixins.RetrieveModelMixin, mixins.UpdateModelMixin, viewsets.G
         line = self.get_object()
         versions = line.versions.select_related("user").order_by("created_at", "id")
         return Response(LineVersionSerializer(versions, many=True).data)
+
+
+class SearchView(APIView):
+    """`GET /api/v1/search/?q=...`: lines of your documents matching the text, tolerant to
+    recognition errors (`quire.documents.search`)."""
+
+    @extend_schema(parameters=[
+        OpenApiParameter("q", str, required=True, description="text to find (at most 200 characters)"),
+        OpenApiParameter("fuzzy", bool, description="also near matches (default 1); queries under 5 characters match exactly"),
+        OpenApiParameter("document", int, description="only this document"),
+        OpenApiParameter("min_score", float, description="near-match threshold, 50–100 (default 80)"),
+        OpenApiParameter("limit", int, description="at most this many lines, 1–500 (default 50)"),
+    ], responses={200: SearchResultSerializer})
+    def get(self, request):
+        params = request.query_params
+        document = params.get("document")
+        try:
+            document_id = int(document) if document not in (None, "") else None
+            min_score = float(params.get("min_score", 80))
+            limit = int(params.get("limit", 50))
+        except ValueError:
+            raise ApiError(400, "document and limit must be integers, min_score a number") from None
+        if document_id is not None and not Document.objects.for_user(request.user).filter(pk=document_id).exists():
+            raise ApiError(404, f"no document {document_id} of yours")
+        fuzzy = params.get("fuzzy", "1").strip().lower()
+        if fuzzy not in _TRUE | _FALSE:
+            raise ApiError(400, f"fuzzy must be 1 or 0 (true/false), got {fuzzy[:40]!r}")
+        try:
+            hits = search_lines(request.user, params.get("q", ""), fuzzy=fuzzy in _TRUE, document_id=document_id,
+                                min_score=min_score, limit=limit)
+        except SearchError as exc:
+            raise ApiError(400, str(exc)) from None
+        data = {"query": params.get("q", ""), "fuzzy": fuzzy in _TRUE, "count": len(hits), "results": hits}
+        return Response(SearchResultSerializer(data, context={"request": request}).data)
 
 
 class TranscribeView(APIView):

@@ -15,5 +15,6 @@ urlpatterns = [
     path("documents/<int:pk>/", views.document_detail, name="document"),
     path("pages/<int:pk>/", views.page_detail, name="page"),
     path("jobs/", views.job_list, name="jobs"),
+    path("search/", views.search, name="search"),
     path("models/", views.model_list, name="models"),
 ]

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods
 from quire.api.serializers import EXPORT_FORMATS, MAX_NAME_CHARS, text_problem
 from quire.api.throttling import client_address
 from quire.documents.models import Document, Page
+from quire.documents.search import SearchError, search_lines
 from quire.jobs.models import JobState, TrainingJob, TranscriptionJob
 from quire.registry import services
 from quire.registry.models import ModelVersion
@@ -106,6 +107,20 @@ def document_detail(request, pk: int):
                       .prefetch_related(_latest_jobs()).order_by("order", "id"))
     return render(request, "quire/web/document_detail.html",
                   {"document": document, "pages": pages, "export_labels": EXPORT_LABELS, "nav": "documents"})
+
+
+@login_required(login_url=LOGIN_URL)
+def search(request):
+    """Search the transcriptions of your documents (near matches too); each hit links to its page
+    with the line selected."""
+    q = request.GET.get("q", "").strip()
+    hits, error = [], None
+    if q:
+        try:
+            hits = search_lines(request.user, q, limit=200)
+        except SearchError as exc:
+            error = str(exc)
+    return render(request, "quire/web/search.html", {"q": q, "hits": hits, "error": error, "nav": "search"})
 
 
 @login_required(login_url=LOGIN_URL)

@@ -186,6 +186,10 @@
     });
     empty.hidden = lines.length > 0;
     if (current >= lines.length) current = -1;
+    if (current < 0) {  // a link to one line (search results): #line-<id>
+      const m = /^#line-(\d+)$/.exec(location.hash);
+      if (m) current = lines.findIndex((l) => String(l.id) === m[1]);
+    }
     if (current >= 0) select(current);
   }
 

@@ -1,0 +1,78 @@
+"""Search the transcriptions of a user's documents, tolerant to recognition errors.
+
+Handwriting recognition gets letters wrong, so an exact search misses lines an archivist is
+looking for. Each line's text and the query are compared after Unicode NFC, case folding and
+whitespace collapsing: a line containing the query scores 100; otherwise, with ``fuzzy``, its
+score is rapidfuzz's ``partial_ratio`` (the best similarity, 0–100, of the query with any
+substring of the line of the query's length, from the normalised Levenshtein distance), and lines
+scoring at least ``min_score`` are kept. Queries shorter than ``FUZZY_MIN_CHARS`` characters are
+matched exactly only: one wrong letter in three is not a near miss.
+
+Lines corrected by a person (ground truth) are searched like the others; the hit says which.
+"""
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz, process
+
+from .models import Line
+
+MAX_QUERY_CHARS = 200
+FUZZY_MIN_CHARS = 5
+#: Lines read per search at most (a user with more narrows the search to a document).
+MAX_LINES_SCANNED = 500_000
+
+
+class SearchError(ValueError):
+    """The query or its options are not usable; the message names the problem."""
+
+
+def normalize(text: str) -> str:
+    """NFC, case-folded, whitespace runs collapsed to one space, stripped."""
+    return " ".join(unicodedata.normalize("NFC", text).casefold().split())
+
+
+@dataclass
+class Hit:
+    """One matching line and its score (0–100; 100 = contains the query)."""
+
+    line: Line
+    score: float
+
+
+def search_lines(user, query: str, *, fuzzy: bool = True, document_id: int | None = None,
+                 min_score: float = 80.0, limit: int = 50) -> list[Hit]:
+    """Lines of ``user``'s documents (or of one of them) matching ``query``, best first (then by
+    document, page and reading order). Raises SearchError for an empty or too long query, a
+    ``min_score`` outside 50–100 or a ``limit`` outside 1–500."""
+    q = normalize(query or "")
+    if not q:
+        raise SearchError("q: give the text to search for")
+    if len(q) > MAX_QUERY_CHARS:
+        raise SearchError(f"q: at most {MAX_QUERY_CHARS} characters, got {len(q)}")
+    if not 50 <= min_score <= 100:
+        raise SearchError(f"min_score must be between 50 and 100, got {min_score}")
+    if not 1 <= limit <= 500:
+        raise SearchError(f"limit must be between 1 and 500, got {limit}")
+    lines = Line.objects.for_user(user)
+    if document_id is not None:
+        lines = lines.filter(page__document_id=document_id)
+    rows = list(lines.values_list("id", "text")[:MAX_LINES_SCANNED + 1])
+    if len(rows) > MAX_LINES_SCANNED:
+        raise SearchError(f"more than {MAX_LINES_SCANNED} lines to search: narrow it to a document")
+    texts = {pk: normalize(text) for pk, text in rows}
+    scores = {pk: 100.0 for pk, text in texts.items() if q in text}
+    if fuzzy and len(q) >= FUZZY_MIN_CHARS:
+        others = {pk: text for pk, text in texts.items() if pk not in scores}
+        for _text, score, pk in process.extract(q, others, scorer=fuzz.partial_ratio, score_cutoff=min_score,
+                                                 limit=None):
+            scores[pk] = round(float(score), 1)
+    if not scores:
+        return []
+    # the best few (ties at the cut kept by id order), fetched in one query
+    best = sorted(scores, key=lambda pk: (-scores[pk], pk))[:min(2000, 4 * limit)]
+    found = {line.pk: line for line in Line.objects.filter(pk__in=best).select_related("page__document")}
+    ranked = sorted(found.values(), key=lambda ln: (-scores[ln.pk], ln.page.document_id, ln.page.order, ln.index))
+    return [Hit(line, scores[line.pk]) for line in ranked[:limit]]
