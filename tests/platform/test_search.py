@@ -31,17 +31,17 @@ def test_normalize_folds_case_accents_composition_and_spaces():
 
 def test_exact_and_near_matches_are_found_best_first(alice, letters):
     hits = search_lines(alice, "LABRADOR")
-    texts = [(h.line.text, h.score) for h in hits]
+    texts = [(h.text, h.score) for h in hits]
     assert texts[0] == ("Postville est situé à l'est du Labrador,", 100.0)
     assert texts[1][0] == "the Labradar coast is cold" and 80 <= texts[1][1] < 100
-    assert all("Bob" not in h.line.text for h in hits)  # other users' lines are never searched
-    assert [h.line.text for h in search_lines(alice, "labrador", fuzzy=False)] == [texts[0][0]]
+    assert all("Bob" not in h.text for h in hits)  # other users' lines are never searched
+    assert [h.text for h in search_lines(alice, "labrador", fuzzy=False)] == [texts[0][0]]
 
 
 def test_decomposed_accents_and_short_queries(alice, letters):
-    assert [h.line.text for h in search_lines(alice, "situe\u0301")] == ["Postville est situé à l'est du Labrador,"]
-    assert [h.line.text for h in search_lines(alice, "Kev")] == []  # under 5 letters: exact only
-    assert [h.line.text for h in search_lines(alice, "Kew")] == ["I return proof of Bot. Mag. to Kew"]
+    assert [h.text for h in search_lines(alice, "situe\u0301")] == ["Postville est situé à l'est du Labrador,"]
+    assert [h.text for h in search_lines(alice, "Kev")] == []  # under 5 letters: exact only
+    assert [h.text for h in search_lines(alice, "Kew")] == ["I return proof of Bot. Mag. to Kew"]
 
 
 def test_a_document_narrows_the_search(alice, letters):

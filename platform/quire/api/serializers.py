@@ -284,33 +284,43 @@ class UploadedJobSerializer(serializers.Serializer):
         return DuplicateOfSerializer(accepted, context=self.context).data
 
 
-class SearchHitSerializer(serializers.Serializer):
-    """One line matching a search: its text and score (100 = contains the query), where it is
-    (document, page, reading-order index, box in page pixels) and links to it."""
+class PlacedLineSerializer(serializers.ModelSerializer):
+    """A line with where it is (document, page, reading-order index, box in page pixels) and links
+    to it: the rows of search results and of the review list."""
 
-    line = serializers.IntegerField(source="line.pk")
-    text = serializers.CharField(source="line.text")
-    score = serializers.FloatField()
-    confidence = serializers.FloatField(source="line.confidence", allow_null=True)
-    is_ground_truth = serializers.BooleanField(source="line.is_ground_truth")
-    line_index = serializers.IntegerField(source="line.index")
-    bbox = serializers.ListField(source="line.bbox", child=serializers.IntegerField())
-    page = serializers.IntegerField(source="line.page_id")
+    line = serializers.IntegerField(source="pk", read_only=True)
+    line_index = serializers.IntegerField(source="index", read_only=True)
     page_number = serializers.SerializerMethodField(help_text="The page's number in its document, from 1.")
-    document = serializers.IntegerField(source="line.page.document_id")
-    document_name = serializers.CharField(source="line.page.document.name")
+    document = serializers.IntegerField(source="page.document_id", read_only=True)
+    document_name = serializers.CharField(source="page.document.name", read_only=True)
     page_url = serializers.SerializerMethodField()
     web_url = serializers.SerializerMethodField(help_text="The page in the web interface, this line selected.")
 
-    def get_page_number(self, hit) -> int:
-        return hit.line.page.order + 1
+    class Meta:
+        model = Line
+        fields = ["line", "text", "confidence", "is_ground_truth", "line_index", "bbox", "page", "page_number",
+                  "document", "document_name", "page_url", "web_url"]
+        read_only_fields = fields
 
-    def get_page_url(self, hit) -> str:
-        return _url("page-detail", hit.line.page_id, self.context.get("request"))
+    def get_page_number(self, line) -> int:
+        return line.page.order + 1
 
-    def get_web_url(self, hit) -> str:
-        url = reverse("web:page", kwargs={"pk": hit.line.page_id}, request=self.context.get("request"))
-        return f"{url}#line-{hit.line.pk}"
+    def get_page_url(self, line) -> str:
+        return _url("page-detail", line.page_id, self.context.get("request"))
+
+    def get_web_url(self, line) -> str:
+        url = reverse("web:page", kwargs={"pk": line.page_id}, request=self.context.get("request"))
+        return f"{url}#line-{line.pk}"
+
+
+class SearchHitSerializer(PlacedLineSerializer):
+    """One line matching a search (a Line with a `score` attribute: 100 = contains the query)."""
+
+    score = serializers.FloatField(read_only=True)
+
+    class Meta(PlacedLineSerializer.Meta):
+        fields = PlacedLineSerializer.Meta.fields + ["score"]
+        read_only_fields = fields
 
 
 class SearchResultSerializer(serializers.Serializer):

@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, OuterRef, Prefetch, Subquery
+from django.db.models import Count, F, OuterRef, Prefetch, Subquery
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -51,6 +51,7 @@ from .serializers import (
     LineVersionSerializer,
     PageDetailSerializer,
     PageSerializer,
+    PlacedLineSerializer,
     SearchResultSerializer,
     UploadedJobSerializer,
     plain_text,
@@ -65,9 +66,17 @@ _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
 
 
 def _flag(request, name: str) -> bool:
-    """A yes/no request field (`1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`, a JSON boolean;
-    absent = no). Anything else is a 400 naming the field."""
-    raw = request.data.get(name, "")
+    """A yes/no request body field (`1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`, a JSON
+    boolean; absent = no). Anything else is a 400 naming the field."""
+    return _yes_no(request.data.get(name, ""), name)
+
+
+def _query_flag(params, name: str, default: str = "") -> bool:
+    """As :func:`_flag`, for a query parameter."""
+    return _yes_no(params.get(name, default), name)
+
+
+def _yes_no(raw, name: str) -> bool:
     value = str(raw).strip().lower()
     if value in _TRUE:
         return True
@@ -338,18 +347,51 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
                         headers={"Location": str(self.get_serializer(job).data["url"])})
 
 
-class LineViewSet(mixins.RetrieveModelMixin, mixins.UpdateModelMixin, viewsets.GenericViewSet):
-    """One line; `PATCH` corrects text (and optionally polygon/baseline), keeping every version."""
+class LineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
+                  viewsets.GenericViewSet):
+    """Lines of your documents. The list is a review queue: least confident first (lines without a
+    confidence last), filtered by `document`, `max_confidence` (0–1) and `corrected` (1/0); one
+    line: `PATCH` corrects text (and optionally polygon/baseline), keeping every version."""
 
     lookup_value_converter = "int"
 
     http_method_names = ["get", "patch", "head", "options"]
 
     def get_queryset(self):
-        return Line.objects.for_user(self.request.user).select_related("page")
+        lines = Line.objects.for_user(self.request.user).select_related("page")
+        if self.action != "list":
+            return lines
+        params = self.request.query_params
+        try:
+            document = int(params["document"]) if params.get("document") else None
+            max_confidence = float(params["max_confidence"]) if params.get("max_confidence") else None
+        except ValueError:
+            raise ApiError(400, "document must be an integer and max_confidence a number") from None
+        if document is not None:
+            if not Document.objects.for_user(self.request.user).filter(pk=document).exists():
+                raise ApiError(404, f"no document {document} of yours")
+            lines = lines.filter(page__document_id=document)
+        if max_confidence is not None:
+            if not 0 <= max_confidence <= 1:
+                raise ApiError(400, f"max_confidence must be between 0 and 1, got {max_confidence}")
+            lines = lines.filter(confidence__lte=max_confidence)
+        if "corrected" in params:
+            lines = lines.filter(is_ground_truth=_query_flag(params, "corrected"))
+        return (lines.select_related("page__document")
+                .order_by(F("confidence").asc(nulls_last=True), "page__document_id", "page__order", "index", "id"))
 
     def get_serializer_class(self):
-        return LineUpdateSerializer if self.request.method == "PATCH" else LineSerializer
+        if self.request.method == "PATCH":
+            return LineUpdateSerializer
+        return PlacedLineSerializer if self.action == "list" else LineSerializer
+
+    @extend_schema(parameters=[
+        OpenApiParameter("document", int, description="only this document"),
+        OpenApiParameter("max_confidence", float, description="only lines at most this confident (0–1)"),
+        OpenApiParameter("corrected", bool, description="1: only corrected lines (ground truth); 0: only the model's"),
+    ])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
 
     @extend_schema(request=LineUpdateSerializer, responses=LineSerializer)
     def partial_update(self, request, *args, **kwargs):
@@ -395,15 +437,13 @@ class SearchView(APIView):
             raise ApiError(400, "document and limit must be integers, min_score a number") from None
         if document_id is not None and not Document.objects.for_user(request.user).filter(pk=document_id).exists():
             raise ApiError(404, f"no document {document_id} of yours")
-        fuzzy = params.get("fuzzy", "1").strip().lower()
-        if fuzzy not in _TRUE | _FALSE:
-            raise ApiError(400, f"fuzzy must be 1 or 0 (true/false), got {fuzzy[:40]!r}")
+        fuzzy = _query_flag(params, "fuzzy", "1")
         try:
-            hits = search_lines(request.user, params.get("q", ""), fuzzy=fuzzy in _TRUE, document_id=document_id,
+            hits = search_lines(request.user, params.get("q", ""), fuzzy=fuzzy, document_id=document_id,
                                 min_score=min_score, limit=limit)
         except SearchError as exc:
             raise ApiError(400, str(exc)) from None
-        data = {"query": params.get("q", ""), "fuzzy": fuzzy in _TRUE, "count": len(hits), "results": hits}
+        data = {"query": params.get("q", ""), "fuzzy": fuzzy, "count": len(hits), "results": hits}
         return Response(SearchResultSerializer(data, context={"request": request}).data)
 
 

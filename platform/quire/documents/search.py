@@ -13,8 +13,6 @@ Lines corrected by a person (ground truth) are searched like the others; the hit
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
-
 from rapidfuzz import fuzz, process
 
 from .models import Line
@@ -34,18 +32,11 @@ def normalize(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).casefold().split())
 
 
-@dataclass
-class Hit:
-    """One matching line and its score (0–100; 100 = contains the query)."""
-
-    line: Line
-    score: float
-
-
 def search_lines(user, query: str, *, fuzzy: bool = True, document_id: int | None = None,
-                 min_score: float = 80.0, limit: int = 50) -> list[Hit]:
+                 min_score: float = 80.0, limit: int = 50) -> list[Line]:
     """Lines of ``user``'s documents (or of one of them) matching ``query``, best first (then by
-    document, page and reading order). Raises SearchError for an empty or too long query, a
+    document, page and reading order), each with a ``score`` attribute (0–100; 100 = contains the
+    query) and its page and document loaded. Raises SearchError for an empty or too long query, a
     ``min_score`` outside 50–100 or a ``limit`` outside 1–500."""
     q = normalize(query or "")
     if not q:
@@ -75,4 +66,6 @@ def search_lines(user, query: str, *, fuzzy: bool = True, document_id: int | Non
     best = sorted(scores, key=lambda pk: (-scores[pk], pk))[:min(2000, 4 * limit)]
     found = {line.pk: line for line in Line.objects.filter(pk__in=best).select_related("page__document")}
     ranked = sorted(found.values(), key=lambda ln: (-scores[ln.pk], ln.page.document_id, ln.page.order, ln.index))
-    return [Hit(line, scores[line.pk]) for line in ranked[:limit]]
+    for line in ranked:
+        line.score = scores[line.pk]
+    return ranked[:limit]

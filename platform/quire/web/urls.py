@@ -16,5 +16,6 @@ urlpatterns = [
     path("pages/<int:pk>/", views.page_detail, name="page"),
     path("jobs/", views.job_list, name="jobs"),
     path("search/", views.search, name="search"),
+    path("review/", views.review, name="review"),
     path("models/", views.model_list, name="models"),
 ]

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods
 
 from quire.api.serializers import EXPORT_FORMATS, MAX_NAME_CHARS, text_problem
 from quire.api.throttling import client_address
-from quire.documents.models import Document, Page
+from quire.documents.models import Document, Line, Page
 from quire.documents.search import SearchError, search_lines
 from quire.jobs.models import JobState, TrainingJob, TranscriptionJob
 from quire.registry import services
@@ -121,6 +121,28 @@ def search(request):
         except SearchError as exc:
             error = str(exc)
     return render(request, "quire/web/search.html", {"q": q, "hits": hits, "error": error, "nav": "search"})
+
+
+REVIEW_LINES = 100
+
+
+@login_required(login_url=LOGIN_URL)
+def review(request):
+    """The least confident lines nobody has corrected yet (all documents, or one), each linking to
+    its page with the line selected: what to correct first before retraining."""
+    documents = Document.objects.for_user(request.user).order_by("name", "id")
+    document = None
+    if raw := request.GET.get("document"):
+        if not raw.isdigit():
+            raise Http404("no such document")
+        document = get_object_or_404(documents, pk=int(raw))
+    lines = Line.objects.for_user(request.user).filter(is_ground_truth=False, confidence__isnull=False)
+    if document is not None:
+        lines = lines.filter(page__document=document)
+    rows = lines.select_related("page__document").order_by("confidence", "page__document_id", "page__order",
+                                                            "index")[:REVIEW_LINES]
+    return render(request, "quire/web/review.html", {"rows": rows, "documents": documents, "document": document,
+                                                      "limit": REVIEW_LINES, "nav": "review"})
 
 
 @login_required(login_url=LOGIN_URL)
