@@ -38,7 +38,7 @@ def test_least_confident_first_with_filters(alice, lines):
 
 @pytest.mark.parametrize("params,status,words", [
     ({"document": "x"}, 400, "integer"), ({"max_confidence": "2"}, 400, "between 0 and 1"),
-    ({"max_confidence": "high"}, 400, "a number"), ({"corrected": "perhaps"}, 400, "corrected must be"),
+    ({"max_confidence": "high"}, 400, "must be a number"), ({"corrected": "perhaps"}, 400, "corrected must be"),
 ])
 def test_bad_review_parameters(alice, lines, params, status, words):
     response = client_for(alice).get(URL, params)

@@ -70,7 +70,7 @@ def test_api_answers_hits_with_their_place_and_links(alice, letters):
 
 
 @pytest.mark.parametrize("params,status,words", [
-    ({}, 400, "q: give"), ({"q": "kew", "limit": "lots"}, 400, "integers"), ({"q": "kew", "min_score": "7"}, 400, "min_score"),
+    ({}, 400, "q: give"), ({"q": "kew", "limit": "lots"}, 400, "integer"), ({"q": "kew", "min_score": "7"}, 400, "min_score"),
     ({"q": "kew", "fuzzy": "maybe"}, 400, "fuzzy must be"), ({"q": "kew", "document": "999999"}, 404, "no document"),
 ])
 def test_api_bad_parameters(alice, letters, params, status, words):

@@ -76,6 +76,21 @@ def _query_flag(params, name: str, default: str = "") -> bool:
     return _yes_no(params.get(name, default), name)
 
 
+def _own_document_param(request) -> int | None:
+    """The `document` query parameter: None when absent; 400 when not an integer; 404 when it
+    is not one of the user's documents."""
+    raw = request.query_params.get("document", "")
+    if raw == "":
+        return None
+    try:
+        document = int(raw)
+    except ValueError:
+        raise ApiError(400, f"document must be an integer (a document id), got {raw[:40]!r}") from None
+    if not Document.objects.for_user(request.user).filter(pk=document).exists():
+        raise ApiError(404, f"no document {document} of yours")
+    return document
+
+
 def _yes_no(raw, name: str) -> bool:
     value = str(raw).strip().lower()
     if value in _TRUE:
@@ -362,14 +377,12 @@ class LineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Updat
         if self.action != "list":
             return lines
         params = self.request.query_params
+        document = _own_document_param(self.request)
         try:
-            document = int(params["document"]) if params.get("document") else None
             max_confidence = float(params["max_confidence"]) if params.get("max_confidence") else None
         except ValueError:
-            raise ApiError(400, "document must be an integer and max_confidence a number") from None
+            raise ApiError(400, "max_confidence must be a number") from None
         if document is not None:
-            if not Document.objects.for_user(self.request.user).filter(pk=document).exists():
-                raise ApiError(404, f"no document {document} of yours")
             lines = lines.filter(page__document_id=document)
         if max_confidence is not None:
             if not 0 <= max_confidence <= 1:
@@ -428,15 +441,12 @@ class SearchView(APIView):
     ], responses={200: SearchResultSerializer})
     def get(self, request):
         params = request.query_params
-        document = params.get("document")
+        document_id = _own_document_param(request)
         try:
-            document_id = int(document) if document not in (None, "") else None
             min_score = float(params.get("min_score", 80))
             limit = int(params.get("limit", 50))
         except ValueError:
-            raise ApiError(400, "document and limit must be integers, min_score a number") from None
-        if document_id is not None and not Document.objects.for_user(request.user).filter(pk=document_id).exists():
-            raise ApiError(404, f"no document {document_id} of yours")
+            raise ApiError(400, "limit must be an integer and min_score a number") from None
         fuzzy = _query_flag(params, "fuzzy", "1")
         try:
             hits = search_lines(request.user, params.get("q", ""), fuzzy=fuzzy, document_id=document_id,
