@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import random
 import tempfile
@@ -305,14 +306,29 @@ def run_training(job: TrainingJob, work_dir: str | Path | None = None) -> ModelV
     return candidate
 
 
+def env_seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment variable ``name``; ``default`` when it
+    is unset, or (logged as an error, so a typo never stops the sweep) when it is not one."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return float(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if math.isfinite(value) and value > 0:
+        return value
+    log.error("%s=%r is not a positive number of seconds; using %s", name, raw, default)
+    return float(default)
+
+
 def stuck_after_s() -> float:
     """Seconds after its start at which a `running` training job counts as lost:
     QUIRE_TRAIN_STUCK_AFTER_S, by default the training task's hard time limit
     (QUIRE_TRAIN_SOFT_TIME_LIMIT + 600 s, see workers.tasks) plus 15 minutes, so that a run that
     is merely long is never taken for a lost one."""
-    if value := os.environ.get("QUIRE_TRAIN_STUCK_AFTER_S"):
-        return float(value)
-    return float(os.environ.get("QUIRE_TRAIN_SOFT_TIME_LIMIT") or 6 * 3600) + 600 + 900
+    limit = env_seconds("QUIRE_TRAIN_SOFT_TIME_LIMIT", 6 * 3600)
+    return env_seconds("QUIRE_TRAIN_STUCK_AFTER_S", limit + 600 + 900)
 
 
 def fail_stuck_training_jobs(now=None, after_s: float | None = None) -> list[int]:
@@ -339,9 +355,7 @@ def fail_stuck_training_jobs(now=None, after_s: float | None = None) -> list[int
 def queued_stuck_after_s() -> float:
     """Seconds in `queued` after which a training job's message counts as lost:
     QUIRE_TRAIN_QUEUED_STUCK_AFTER_S, by default QUIRE_JOB_STUCK_AFTER_S (as for transcription)."""
-    if value := os.environ.get("QUIRE_TRAIN_QUEUED_STUCK_AFTER_S"):
-        return float(value)
-    return float(settings.QUIRE_JOB_STUCK_AFTER_S)
+    return env_seconds("QUIRE_TRAIN_QUEUED_STUCK_AFTER_S", settings.QUIRE_JOB_STUCK_AFTER_S)
 
 
 def requeue_lost_training_jobs(now=None, after_s: float | None = None, enqueue=enqueue_training) -> dict:

@@ -34,6 +34,8 @@ from pathlib import Path
 FORMAT = "quire-charlm/1"
 #: The shipped model (trained by the command in its card, ``charlm.md`` beside it).
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "artifacts" / "charlm.json.gz"
+#: Probabilities remembered per model (about 200 bytes each); the cache is emptied when full.
+CACHE_MAX = 200_000
 #: Beam-search settings used when a model's card does not give its own (see ``decoding`` in the card).
 DEFAULT_DECODING = {"beam_width": 10, "prune": 0.01, "alpha": 0.4, "beta": 1.5}
 BOS = "\x02"  # padding before the first character of a line
@@ -113,7 +115,7 @@ class CharLM:
         p = self._cache.get(key)
         if p is None:
             p = self._prob(h, char)
-            if len(self._cache) > 2_000_000:
+            if len(self._cache) >= CACHE_MAX:  # bounded memory in a long-lived worker
                 self._cache.clear()
             self._cache[key] = p
         return p

@@ -1,8 +1,9 @@
 """Operator endpoints: a health check for load balancers and a staff status page of the queues.
 
 - ``GET /healthz`` (no authentication): the database, the broker (Redis) and the storage (S3) are
-  each probed in parallel, with a limit of ``HEALTH_TIMEOUT_S`` seconds each; 200 when all answer,
-  else 503. The body names every check and how long it took (milliseconds), never credentials.
+  probed in parallel within one deadline of ``HEALTH_TIMEOUT_S`` seconds; 200 when all answer,
+  else 503. The body says only ok / error / timeout per check; results are reused for
+  ``HEALTH_CACHE_S`` seconds and a hung probe is never started twice.
 - ``GET /api/v1/status/`` (staff): transcription and training jobs per state, the age of the
   oldest queued job (seconds), the number of messages waiting in each broker queue, and the Celery
   workers that answered a ping (name → queues), so an operator running many workers sees whether
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -25,7 +26,7 @@ from django.db.models import Count, Min
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions
@@ -39,10 +40,10 @@ from quire.registry.dispatch import TRAIN_QUEUE
 
 log = logging.getLogger(__name__)
 
-HEALTH_TIMEOUT_S = 3.0
+HEALTH_TIMEOUT_S = 3.0  # one deadline for all checks together
+HEALTH_CACHE_S = 2.0
 #: kombu's Redis transport keeps messages of priority p > 0 under "<queue>\x06\x16<p>".
 _PRIORITY_SUFFIXES = [""] + [f"\x06\x16{p}" for p in range(1, 10)]
-_POOL = ThreadPoolExecutor(max_workers=6, thread_name_prefix="quire-health")
 
 
 def _check_database() -> None:
@@ -65,40 +66,65 @@ def _check_storage() -> None:
 
 
 CHECKS = {"database": _check_database, "broker": _check_broker, "storage": _check_storage}
+_POOL = ThreadPoolExecutor(max_workers=len(CHECKS), thread_name_prefix="quire-health")  # one probe per check at most
 
 
-def _run(check) -> tuple[str, float]:
+_INFLIGHT: dict[str, Future] = {}
+_LOCK = threading.Lock()
+_LAST: tuple[float, dict] | None = None  # (monotonic time, checks) of the last complete run
+
+
+def _timed(check) -> float:
     t = time.perf_counter()
     check()
-    return "ok", round(1000 * (time.perf_counter() - t), 1)
+    return round(1000 * (time.perf_counter() - t), 1)
 
 
-def run_checks() -> dict[str, dict]:
-    """{name: {"status": "ok" | "error" | "timeout", "ms": float, "error": str (when not ok)}}."""
-    futures = {name: _POOL.submit(_run, fn) for name, fn in CHECKS.items()}
-    out = {}
+def run_checks(max_age_s: float = 0.0) -> dict[str, dict]:
+    """Probe every check in parallel, all within one deadline of ``HEALTH_TIMEOUT_S`` seconds.
+
+    Returns {name: {"status": "ok" | "error" | "timeout", "ms": float (when it answered),
+    "error": exception class or reason (when not ok)}}. A check whose previous probe is still
+    running (a hung connection) is not started again but reported "timeout", so at most one
+    probe per check is ever in flight. A result younger than ``max_age_s`` seconds is reused.
+    """
+    global _LAST
+    with _LOCK:
+        if _LAST is not None and time.monotonic() - _LAST[0] < max_age_s:
+            return _LAST[1]
+        futures, out = {}, {}
+        for name, fn in CHECKS.items():
+            previous = _INFLIGHT.get(name)
+            if previous is not None and not previous.done():
+                out[name] = {"status": "timeout", "error": "the previous probe has not answered yet"}
+                continue
+            futures[name] = _INFLIGHT[name] = _POOL.submit(_timed, fn)
+    wait(list(futures.values()), timeout=HEALTH_TIMEOUT_S)
     for name, future in futures.items():
-        t = time.perf_counter()
-        try:
-            status, ms = future.result(timeout=HEALTH_TIMEOUT_S)
-            out[name] = {"status": status, "ms": ms}
-        except FutureTimeout:
-            out[name] = {"status": "timeout", "ms": round(1000 * (time.perf_counter() - t), 1),
-                         "error": f"no answer within {HEALTH_TIMEOUT_S:.0f} s"}
-        except Exception as exc:  # any failure of the probed service is the answer, not a 500
-            log.warning("health check %s failed: %s", name, exc)
-            out[name] = {"status": "error", "error": type(exc).__name__}
+        if not future.done():
+            out[name] = {"status": "timeout", "error": f"no answer within {HEALTH_TIMEOUT_S:.0f} s"}
+        elif future.exception() is not None:  # any failure of the probed service is the answer, not a 500
+            log.warning("health check %s failed: %s", name, future.exception())
+            out[name] = {"status": "error", "error": type(future.exception()).__name__}
+        else:
+            out[name] = {"status": "ok", "ms": future.result()}
+    out = {name: out[name] for name in CHECKS}
+    with _LOCK:
+        _LAST = (time.monotonic(), out)
     return out
 
 
 @never_cache
-@require_GET
+@require_safe
 def healthz(request):
-    """200 ``{"status": "ok", "checks": {...}}`` when the database, broker and storage answer, else
-    503 with ``"status": "unavailable"`` and the failing checks marked."""
-    checks = run_checks()
+    """200 ``{"status": "ok", "checks": {name: "ok"}}`` when the database, broker and storage
+    answer, else 503 with ``"status": "unavailable"`` and each check's ``ok`` / ``error`` /
+    ``timeout`` (no error details: the staff status page has them). Results are reused for
+    ``HEALTH_CACHE_S`` seconds, so frequent probes cost the services nothing more."""
+    checks = run_checks(max_age_s=HEALTH_CACHE_S)
     ok = all(c["status"] == "ok" for c in checks.values())
-    return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+    return JsonResponse({"status": "ok" if ok else "unavailable",
+                         "checks": {name: c["status"] for name, c in checks.items()}}, status=200 if ok else 503)
 
 
 def queue_lengths() -> dict[str, int | None]:
@@ -151,5 +177,5 @@ class StatusView(APIView):
             "training_jobs": _jobs(TrainingJob),
             "queues": queue_lengths(),
             "workers": live_workers(),
-            "checks": run_checks(),
+            "checks": run_checks(),  # with timings and error classes
         })

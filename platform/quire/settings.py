@@ -251,6 +251,7 @@ REST_FRAMEWORK = {
         "user": env_str("QUIRE_THROTTLE_USER", "1200/min"),
         "uploads": env_str("QUIRE_THROTTLE_UPLOADS", "600/min"),
         "auth": env_str("QUIRE_THROTTLE_AUTH", "10/min"),  # token requests per client address: password guessing
+        "search": env_str("QUIRE_THROTTLE_SEARCH", "120/min"),  # each search scans the user's lines
     },
 }
 SPECTACULAR_SETTINGS = {

@@ -29,6 +29,7 @@ def test_least_confident_first_with_filters(alice, lines):
     assert texts() == ["corrected", "unsure", "shaky", "sure", "no confidence"]  # no confidence: last
     assert texts(corrected="0") == ["unsure", "shaky", "sure", "no confidence"]
     assert texts(corrected="1") == ["corrected"]
+    assert texts(corrected="") == texts()  # blank: corrected or not
     assert texts(max_confidence="0.5", corrected="0") == ["unsure"]
     assert texts(document=lines["diary"].pk) == ["shaky", "no confidence"]
     row = client.get(URL, {"document": lines["kew"].pk}).json()["results"][1]
@@ -60,3 +61,4 @@ def test_web_review_page_lists_uncorrected_lines_least_confident_first(alice, li
     diary = web.get("/review/", {"document": lines["diary"].pk}).content.decode()
     assert "shaky" in diary and "unsure" not in diary
     assert web.get("/review/", {"document": "abc"}).status_code == 404
+    assert web.get("/review/", {"document": "²"}).status_code == 404  # isdigit() but not int()

@@ -44,6 +44,14 @@ def test_decomposed_accents_and_short_queries(alice, letters):
     assert [h.text for h in search_lines(alice, "Kew")] == ["I return proof of Bot. Mag. to Kew"]
 
 
+def test_short_lines_are_not_perfect_matches_of_a_longer_query(alice, letters):
+    page, _ = make_page(alice, letters["diary"])
+    add_lines(page, ["a", "La", "dor", "Labrado"])  # noise detections, a cut-off word
+    hits = {h.text: h.score for h in search_lines(alice, "Labrador")}
+    assert "a" not in hits and "La" not in hits and "dor" not in hits
+    assert 80 <= hits["Labrado"] < 100  # one letter missing: a near match, not a perfect one
+
+
 def test_a_document_narrows_the_search(alice, letters):
     assert search_lines(alice, "Labrador", document_id=letters["diary"].pk) == []
     assert len(search_lines(alice, "Labrador", document_id=letters["kew"].pk)) == 2

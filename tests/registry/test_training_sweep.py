@@ -169,3 +169,15 @@ def test_lost_training_message_is_sent_again_by_the_sweep_and_trains_once(celery
     assert job.state == "succeeded", (job.error_code, job.error_message)
     assert job.attempts == 2  # one re-send, one start: never started twice
     assert ModelVersion.objects.filter(training_job=job).count() == 1
+
+
+@pytest.mark.parametrize("raw", ["30m", "-5", "nan", "0"])
+def test_a_bad_age_setting_falls_back_to_the_default_and_the_sweep_goes_on(db, settings, monkeypatch, caplog, raw):
+    settings.QUIRE_JOB_STUCK_AFTER_S = 1800
+    monkeypatch.setenv("QUIRE_TRAIN_QUEUED_STUCK_AFTER_S", raw)
+    monkeypatch.setenv("QUIRE_TRAIN_STUCK_AFTER_S", raw)
+    assert training.queued_stuck_after_s() == 1800
+    assert training.stuck_after_s() == 6 * 3600 + 600 + 900
+    assert "QUIRE_TRAIN_QUEUED_STUCK_AFTER_S" in caplog.text and "not a positive number" in caplog.text
+    job = _queued_since(1801)
+    assert training.requeue_lost_training_jobs(enqueue=lambda pk: None)["requeued"] == [job.pk]

@@ -388,7 +388,7 @@ class LineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Updat
             if not 0 <= max_confidence <= 1:
                 raise ApiError(400, f"max_confidence must be between 0 and 1, got {max_confidence}")
             lines = lines.filter(confidence__lte=max_confidence)
-        if "corrected" in params:
+        if params.get("corrected", "") != "":  # absent or blank: corrected or not
             lines = lines.filter(is_ground_truth=_query_flag(params, "corrected"))
         return (lines.select_related("page__document")
                 .order_by(F("confidence").asc(nulls_last=True), "page__document_id", "page__order", "index", "id"))
@@ -430,7 +430,9 @@ class LineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Updat
 
 class SearchView(APIView):
     """`GET /api/v1/search/?q=...`: lines of your documents matching the text, tolerant to
-    recognition errors (`quire.documents.search`)."""
+    recognition errors (`quire.documents.search`); throttled at the `search` rate."""
+
+    throttle_scope = "search"
 
     @extend_schema(parameters=[
         OpenApiParameter("q", str, required=True, description="text to find (at most 200 characters)"),

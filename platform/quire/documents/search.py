@@ -2,11 +2,14 @@
 
 Handwriting recognition gets letters wrong, so an exact search misses lines an archivist is
 looking for. Each line's text and the query are compared after Unicode NFC, case folding and
-whitespace collapsing: a line containing the query scores 100; otherwise, with ``fuzzy``, its
-score is rapidfuzz's ``partial_ratio`` (the best similarity, 0–100, of the query with any
-substring of the line of the query's length, from the normalised Levenshtein distance), and lines
-scoring at least ``min_score`` are kept. Queries shorter than ``FUZZY_MIN_CHARS`` characters are
-matched exactly only: one wrong letter in three is not a near miss.
+whitespace collapsing: a line containing the query scores 100; otherwise, with ``fuzzy``, a line
+at least as long as the query scores rapidfuzz's ``partial_ratio`` (the best similarity, 0–100,
+of the query with any stretch of the line of the query's length, from the normalised Levenshtein
+distance) and a shorter line its plain ``ratio`` with the query (``partial_ratio`` would slide
+the line along the query and give "a" 100 for any query holding an "a"); lines scoring at least
+``min_score`` are kept. Queries shorter than ``FUZZY_MIN_CHARS`` characters are matched exactly
+only: one wrong letter in three is not a near miss. Lines are read from the database in chunks,
+so memory stays bounded by the chunk and the matches.
 
 Lines corrected by a person (ground truth) are searched like the others; the hit says which.
 """
@@ -20,7 +23,8 @@ from .models import Line
 MAX_QUERY_CHARS = 200
 FUZZY_MIN_CHARS = 5
 #: Lines read per search at most (a user with more narrows the search to a document).
-MAX_LINES_SCANNED = 500_000
+MAX_LINES_SCANNED = 200_000
+CHUNK = 5_000
 
 
 class SearchError(ValueError):
@@ -30,6 +34,19 @@ class SearchError(ValueError):
 def normalize(text: str) -> str:
     """NFC, case-folded, whitespace runs collapsed to one space, stripped."""
     return " ".join(unicodedata.normalize("NFC", text).casefold().split())
+
+
+def _score(q: str, texts: dict[int, str], fuzzy: bool, min_score: float) -> dict[int, float]:
+    """{line id: score} of the normalised ``texts`` that match the normalised query ``q``."""
+    found = {pk: 100.0 for pk, text in texts.items() if q in text}
+    if not fuzzy:
+        return found
+    long = {pk: t for pk, t in texts.items() if pk not in found and len(t) >= len(q)}
+    short = {pk: t for pk, t in texts.items() if pk not in found and len(t) < len(q)}
+    for scorer, choices in ((fuzz.partial_ratio, long), (fuzz.ratio, short)):
+        for _text, score, pk in process.extract(q, choices, scorer=scorer, score_cutoff=min_score, limit=None):
+            found[pk] = round(float(score), 1)
+    return found
 
 
 def search_lines(user, query: str, *, fuzzy: bool = True, document_id: int | None = None,
@@ -50,16 +67,17 @@ def search_lines(user, query: str, *, fuzzy: bool = True, document_id: int | Non
     lines = Line.objects.for_user(user)
     if document_id is not None:
         lines = lines.filter(page__document_id=document_id)
-    rows = list(lines.values_list("id", "text")[:MAX_LINES_SCANNED + 1])
-    if len(rows) > MAX_LINES_SCANNED:
+    if lines.count() > MAX_LINES_SCANNED:
         raise SearchError(f"more than {MAX_LINES_SCANNED} lines to search: narrow it to a document")
-    texts = {pk: normalize(text) for pk, text in rows}
-    scores = {pk: 100.0 for pk, text in texts.items() if q in text}
-    if fuzzy and len(q) >= FUZZY_MIN_CHARS:
-        others = {pk: text for pk, text in texts.items() if pk not in scores}
-        for _text, score, pk in process.extract(q, others, scorer=fuzz.partial_ratio, score_cutoff=min_score,
-                                                 limit=None):
-            scores[pk] = round(float(score), 1)
+    fuzzy = fuzzy and len(q) >= FUZZY_MIN_CHARS
+    scores: dict[int, float] = {}
+    chunk: dict[int, str] = {}
+    for pk, text in lines.values_list("id", "text").iterator(chunk_size=CHUNK):
+        chunk[pk] = normalize(text)
+        if len(chunk) >= CHUNK:
+            scores.update(_score(q, chunk, fuzzy, min_score))
+            chunk = {}
+    scores.update(_score(q, chunk, fuzzy, min_score))
     if not scores:
         return []
     # the best few (ties at the cut kept by id order), fetched in one query

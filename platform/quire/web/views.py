@@ -133,9 +133,10 @@ def review(request):
     documents = Document.objects.for_user(request.user).order_by("name", "id")
     document = None
     if raw := request.GET.get("document"):
-        if not raw.isdigit():
-            raise Http404("no such document")
-        document = get_object_or_404(documents, pk=int(raw))
+        try:
+            document = get_object_or_404(documents, pk=int(raw))
+        except ValueError:  # also "²": str.isdigit() but not int()
+            raise Http404("no such document") from None
     lines = Line.objects.for_user(request.user).filter(is_ground_truth=False, confidence__isnull=False)
     if document is not None:
         lines = lines.filter(page__document=document)
