@@ -99,3 +99,20 @@ def test_web_search_page_links_to_the_line(alice, letters):
     assert f'href="/pages/{line.page_id}/#line-{line.pk}"' in html and "2 lines found" in html
     assert "No line matches" in web.get("/search/", {"q": "zanzibar"}).content.decode()
     assert "at most 200" in web.get("/search/", {"q": "y" * 300}).content.decode()
+
+
+def test_web_and_api_searches_share_one_throttle(alice, letters, monkeypatch):
+    from django.core.cache import cache
+
+    from quire.api.throttling import ScopedRateThrottle
+
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {**ScopedRateThrottle.THROTTLE_RATES, "search": "2/min"})
+    cache.clear()
+    web = Client()
+    web.force_login(alice)
+    assert web.get("/search/", {"q": "kew"}).status_code == 200
+    assert client_for(alice).get(URL, {"q": "kew"}).status_code == 200
+    throttled = web.get("/search/", {"q": "kew"})
+    assert throttled.status_code == 429 and "too many searches" in throttled.content.decode()
+    assert client_for(alice).get(URL, {"q": "kew"}).status_code == 429
+    assert web.get("/search/").status_code == 200  # the empty form is not a search

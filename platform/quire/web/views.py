@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from quire.api.serializers import EXPORT_FORMATS, MAX_NAME_CHARS, text_problem
-from quire.api.throttling import client_address
+from quire.api.throttling import ScopedRateThrottle, client_address
 from quire.documents.models import Document, Line, Page
 from quire.documents.search import SearchError, search_lines
 from quire.jobs.models import JobState, TrainingJob, TranscriptionJob
@@ -109,18 +109,28 @@ def document_detail(request, pk: int):
                   {"document": document, "pages": pages, "export_labels": EXPORT_LABELS, "nav": "documents"})
 
 
+class _SearchScope:
+    """The throttle scope the web search shares with `GET /api/v1/search/` (rate `search`)."""
+
+    throttle_scope = "search"
+
+
 @login_required(login_url=LOGIN_URL)
 def search(request):
     """Search the transcriptions of your documents (near matches too); each hit links to its page
     with the line selected."""
     q = request.GET.get("q", "").strip()
-    hits, error = [], None
-    if q:
+    hits, error, status = [], None, 200
+    if q and not ScopedRateThrottle().allow_request(request, _SearchScope):
+        error, status = "too many searches in a short time: wait a minute and search again", 429
+    elif q:
         try:
             hits = search_lines(request.user, q, limit=200)
         except SearchError as exc:
             error = str(exc)
-    return render(request, "quire/web/search.html", {"q": q, "hits": hits, "error": error, "nav": "search"})
+    return render(request, "quire/web/search.html", {"q": q, "hits": hits, "error": error, "nav": "search"},
+                  status=status)
+
 
 
 REVIEW_LINES = 100
