@@ -13,10 +13,31 @@ log = logging.getLogger(__name__)
 _DOWN = (RedisConnectionError, RedisTimeoutError)
 
 
+def _fail_open(name: str, fallback):
+    """RedisCache method ``name`` that, when Redis is unreachable, logs a warning and returns
+    ``fallback(exc, *args, **kwargs)`` (the call's own arguments) instead of raising."""
+    method = getattr(RedisCache, name)
+
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except _DOWN as exc:
+            log.warning("cache unavailable (%s): %s; throttle counts are skipped", name, exc)
+            return fallback(exc, *args, **kwargs)
+
+    wrapper.__name__ = wrapper.__qualname__ = name
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+def _missing_key(exc: Exception, *args, **kwargs):
+    raise ValueError(f"cache unavailable: {exc}") from exc  # what incr raises for a missing key
+
+
 class FailOpenRedisCache(RedisCache):
     """RedisCache whose get/set/add/incr/delete/get_many/has_key/touch/clear survive an
-    unreachable Redis: get → default, get_many → {}, has_key → False, set/add/touch/delete/clear
-    → False or nothing, incr → ValueError (as for a missing key)."""
+    unreachable Redis: get → default, get_many → {}, has_key → False, set → None,
+    add/touch/delete/clear → False, incr → ValueError (as for a missing key)."""
 
     def __init__(self, server, params):
         options = params.setdefault("OPTIONS", {})
@@ -24,69 +45,12 @@ class FailOpenRedisCache(RedisCache):
         options.setdefault("socket_timeout", 1)
         super().__init__(server, params)
 
-    @staticmethod
-    def _warn(op: str, exc: Exception) -> None:
-        log.warning("cache unavailable (%s): %s; throttle counts are skipped", op, exc)
-
-    def get(self, key, default=None, version=None):
-        try:
-            return super().get(key, default, version)
-        except _DOWN as exc:
-            self._warn("get", exc)
-            return default
-
-    def get_many(self, keys, version=None):
-        try:
-            return super().get_many(keys, version)
-        except _DOWN as exc:
-            self._warn("get_many", exc)
-            return {}
-
-    def has_key(self, key, version=None):
-        try:
-            return super().has_key(key, version)
-        except _DOWN as exc:
-            self._warn("has_key", exc)
-            return False
-
-    def set(self, key, value, timeout=None, version=None, **kwargs):
-        try:
-            return super().set(key, value, timeout, version, **kwargs)
-        except _DOWN as exc:
-            self._warn("set", exc)
-            return None
-
-    def add(self, key, value, timeout=None, version=None):
-        try:
-            return super().add(key, value, timeout, version)
-        except _DOWN as exc:
-            self._warn("add", exc)
-            return False
-
-    def touch(self, key, timeout=None, version=None):
-        try:
-            return super().touch(key, timeout, version)
-        except _DOWN as exc:
-            self._warn("touch", exc)
-            return False
-
-    def incr(self, key, delta=1, version=None):
-        try:
-            return super().incr(key, delta, version)
-        except _DOWN as exc:
-            self._warn("incr", exc)
-            raise ValueError(f"cache unavailable: {exc}") from exc
-
-    def delete(self, key, version=None):
-        try:
-            return super().delete(key, version)
-        except _DOWN as exc:
-            self._warn("delete", exc)
-            return False
-
-    def clear(self):
-        try:
-            return super().clear()
-        except _DOWN as exc:
-            self._warn("clear", exc)
-            return False
+    get = _fail_open("get", lambda exc, key, default=None, version=None: default)
+    get_many = _fail_open("get_many", lambda *a, **k: {})
+    has_key = _fail_open("has_key", lambda *a, **k: False)
+    set = _fail_open("set", lambda *a, **k: None)
+    add = _fail_open("add", lambda *a, **k: False)
+    touch = _fail_open("touch", lambda *a, **k: False)
+    incr = _fail_open("incr", _missing_key)
+    delete = _fail_open("delete", lambda *a, **k: False)
+    clear = _fail_open("clear", lambda *a, **k: False)
