@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import threading
+from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from django.conf import settings
@@ -54,11 +55,18 @@ def _check_database() -> None:
     finally:
         connection.close()  # this thread's own connection: not left open between probes
 
-def _check_broker() -> None:
+@contextmanager
+def _broker_redis():
+    """The broker's Redis client (through the publisher-only Celery client of job dispatch),
+    connected within HEALTH_TIMEOUT_S; raises when the broker cannot be reached."""
     with _client(settings.CELERY_BROKER_URL).connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=HEALTH_TIMEOUT_S)
-        if conn.transport_cls in ("redis", "rediss") or conn.transport.driver_type == "redis":
-            conn.default_channel.client.ping()
+        yield conn.default_channel.client
+
+
+def _check_broker() -> None:
+    with _broker_redis() as client:
+        client.ping()
 
 
 def _check_storage() -> None:
@@ -131,9 +139,7 @@ def queue_lengths() -> dict[str, int | None]:
     """Messages waiting in the broker per queue (Redis transport; None when it cannot be read)."""
     out: dict[str, int | None] = {}
     try:
-        with _client(settings.CELERY_BROKER_URL).connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=HEALTH_TIMEOUT_S)
-            client = conn.default_channel.client
+        with _broker_redis() as client:
             for queue in (TRANSCRIBE_QUEUE, TRAIN_QUEUE):
                 out[queue] = sum(int(client.llen(queue + s)) for s in _PRIORITY_SUFFIXES)
     except Exception as exc:
