@@ -4,7 +4,7 @@ import pytest
 
 from ml.detect import prepare
 from ml.detect.metrics import box_iou, greedy_match, page_counts
-from ml.detect.postprocess import ASC, DESC, make_line, maps_to_lines, reading_order
+from ml.detect.postprocess import ASC, ASC_RANGE, DESC, make_line, maps_to_lines, reading_order
 from ml.detect.targets import render_targets
 
 
@@ -187,3 +187,38 @@ def test_faint_ink_lines_dropped_when_page_image_given():
     assert [round(np.mean([p[1] for p in ln.baseline])) for ln in lines] == [60, 100]
     with pytest.raises(ValueError, match="shape"):
         maps_to_lines(body, None, (400, 200), ink=ink[:10])
+
+
+def test_ascenders_and_descenders_fitted_to_each_lines_ink():
+    """With the page image, each polygon reaches as far as its own line's ink does (within
+    ASC_RANGE / DESC_RANGE), not a fixed multiple of the body height."""
+    body = np.zeros((300, 400), np.float32)
+    ink = np.zeros((300, 400), np.float32)
+    for y in (100, 200):
+        _band(body, 20, 380, y, 10)
+        ink[y - 10:y, 20:380:3] = 0.9  # x-height strokes
+    ink[78:90, 100:110] = 0.9  # line 1: ascenders 12 px (1.2 body heights) above its band
+    ink[200:213, 200:210] = 0.9  # line 2: descenders 13 px below its baseline
+    lines = maps_to_lines(body, None, (400, 300), ink=ink)
+    assert len(lines) == 2
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = lines[0].bbox, lines[1].bbox
+    assert 77 <= ay0 <= 81  # the ascenders' reach
+    assert ay1 == pytest.approx(100 + ASC_RANGE[0] * 10, abs=1)  # no descenders: the minimum
+    assert by0 == pytest.approx(190 - ASC_RANGE[0] * 10, abs=1)  # no ascenders: the minimum
+    assert 211 <= by1 <= 214  # the descenders' reach
+    # without fitting, the fixed extensions
+    fixed = maps_to_lines(body, None, (400, 300), ink=ink, fit_to_ink=False)
+    assert fixed[0].bbox[1] == pytest.approx(90 - ASC * 10, abs=2)
+    assert fixed[1].bbox[3] == pytest.approx(200 + DESC * 10, abs=2)
+
+
+def test_fitted_extents_stop_halfway_to_the_neighbouring_line():
+    body = np.zeros((200, 400), np.float32)
+    ink = np.zeros((200, 400), np.float32)
+    for y in (60, 84):  # bands 50–59 and 74–83: 14 px of paper between them
+        _band(body, 20, 380, y, 10)
+        ink[y - 10:y, 20:380:3] = 0.9
+    ink[60:74, 20:380:5] = 0.9  # ink filling the gap between the lines
+    upper, lower = maps_to_lines(body, None, (400, 200), ink=ink)
+    assert upper.bbox[3] <= 68  # 60 + 7: the upper line's descender zone ends halfway
+    assert lower.bbox[1] >= 66  # 74 - 7 (± rounding): the lower line's ascender zone too
