@@ -69,9 +69,13 @@ def _conv(cin: int, cout: int) -> list[nn.Module]:
 class CRNN(nn.Module):
     """CNN-BiLSTM-CTC line recognizer.
 
-    ``forward(x)``: x (B, 1, H, W) float32 in [0, 1] with ink = 1, H = ``config.height``, W a
-    multiple of 4 → log-probabilities (T, B, num_classes) float32 with T = W / 4, the layout
-    ``torch.nn.functional.ctc_loss`` expects.
+    ``forward(x, lengths=None)``: x (B, 1, H, W) float32 in [0, 1] with ink = 1, H =
+    ``config.height``, W a multiple of 4 → log-probabilities (T, B, num_classes) float32 with T =
+    W / 4, the layout ``torch.nn.functional.ctc_loss`` expects. ``lengths`` (B,) int64: each line's
+    own frame count (:meth:`output_lengths` of its width); given, the BiLSTM runs on each line's
+    own frames only (a packed sequence), so a line reads the same whatever it is batched with and
+    the backward direction does not start in the padding; frames past a line's length are then
+    meaningless.
     """
 
     def __init__(self, config: RecognizerConfig):
@@ -94,11 +98,16 @@ class CRNN(nn.Module):
         )
         self.head = nn.Linear(2 * config.lstm_hidden, config.num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         f = self.cnn(x)  # (B, C, H/16, W/4)
         b, c, h, w = f.shape
         f = f.permute(3, 0, 1, 2).reshape(w, b, c * h)  # (T, B, C*H)
-        f, _ = self.rnn(self.dropout(f))
+        f = self.dropout(f)
+        if lengths is None:
+            f, _ = self.rnn(f)
+        else:
+            packed = nn.utils.rnn.pack_padded_sequence(f, lengths.clamp(1, w).cpu(), enforce_sorted=False)
+            f, _ = nn.utils.rnn.pad_packed_sequence(self.rnn(packed)[0], total_length=w)
         logits = self.head(self.dropout(f))
         return logits.float().log_softmax(-1)
 

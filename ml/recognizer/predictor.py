@@ -101,10 +101,11 @@ class Recognizer:
             idx = order[start: start + batch_size]
             batch, widths = collate([images[i] for i in idx])
             x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
+            frames = CRNN.output_lengths(torch.from_numpy(widths))
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                log_probs = self.model(x)
+                log_probs = self.model(x, frames)  # each line's own frames: batch-independent
             lp = log_probs.float().cpu().numpy()
-            lengths = CRNN.output_lengths(torch.from_numpy(widths)).tolist()
+            lengths = frames.tolist()
             for j, i in enumerate(idx):
                 seq = lp[: lengths[j], j]
                 d = beam_decode(seq, beam_width, self.beam_prune, lm=self.lm, label_chars=self._label_chars,
