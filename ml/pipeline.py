@@ -47,6 +47,10 @@ FLIP_PROBE_LINES = 8
 #: line), 90 % (two) and 97 % (four) of upside-down groups are turned. On the 10 dev pages turned
 #: by 0/90/180/270° the pipeline found the right turn 40 times out of 40.
 FLIP_MARGIN = 0.05
+#: A page the detector finds not upright is turned by 90° or 270° when that turn's orientation
+#: confidence beats the page as uploaded by at least this much (dev pages: the upright reading
+#: beats both quarter turns by 0.066 or more, see ``ml.detect.postprocess.PageLines``).
+TURN_MARGIN = 0.03
 
 _ROTATE = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
@@ -242,7 +246,8 @@ class PagePipeline:
     def _detect_oriented(self, gray: np.ndarray) -> tuple[int, PageLines]:
         """Detect lines on ``gray``; when they look turned by 90° (not ``upright``), also on the
         page turned by 90° and 270° and keep the turn with the highest orientation confidence if
-        that one looks upright. Returns ``(rotation in degrees clockwise, PageLines)``."""
+        it beats the page as uploaded by ``TURN_MARGIN``. Returns ``(rotation in degrees
+        clockwise, PageLines)``."""
         page_lines = self.detector.detect_page(gray)
         if page_lines.upright or page_lines.orientation_confidence <= 0:  # upright, or nothing line-like
             return 0, page_lines
@@ -251,7 +256,9 @@ class PagePipeline:
             cand = self.detector.detect_page(rotate_page(gray, rotation))
             if cand.orientation_confidence > best.orientation_confidence:
                 best_rotation, best = rotation, cand
-        return (best_rotation, best) if best.upright else (0, page_lines)
+        if best.orientation_confidence >= page_lines.orientation_confidence + TURN_MARGIN:
+            return best_rotation, best
+        return 0, page_lines
 
     @staticmethod
     def _crops(page: np.ndarray, detected: list) -> tuple[list[np.ndarray], list]:

@@ -68,7 +68,8 @@ def update_card(path: str | Path, lines: str | Path, res: dict, decoding: str) -
         **{f"{name}/{s}" + ("" if decoding == "greedy" else f" ({decoding})"): {**v, "decoding": decoding}
            for s, v in res["sources"].items()},
     }
-    data["card"][f"{name}_cpu_lines_per_s"] = res["lines_per_s"]
+    speed_key = f"{name}_cpu_lines_per_s" + ("" if decoding == "greedy" else f" ({decoding})")
+    data["card"][speed_key] = res["lines_per_s"]
     tmp = path.with_suffix(".tmp")
     torch.save(data, tmp)
     tmp.replace(path)

@@ -2,9 +2,9 @@
 
 The fixture page is a Copiste d'un jour sheet (CC-BY 4.0, BAnQ; tests/fixtures/pages/pages.json) with
 its ALTO ground truth: 8 handwritten lines under a printed consent paragraph. Measured with
-quire-detector@1.202611292307 and the post-processing defaults: 8 of 8 lines found, no false
-positive, IoU of the matches 0.63–0.77; upright orientation confidence 0.93, rotated by 90° 0.72
-and 0.80. The bounds below leave a margin (one line missed or one extra line still passes).
+quire-detector@1.202611300452 and the post-processing defaults: 8 of 8 lines found, no false
+positive, IoU of the matches 0.79–0.95; upright orientation confidence 0.945, rotated by 90° 0.71
+and 0.82 (quire-detector@1.202611292307: IoU 0.63–0.77, 0.93, 0.72 and 0.80). The bounds below leave a margin (one line missed or one extra line still passes).
 """
 from pathlib import Path
 
