@@ -241,7 +241,7 @@ def current_pipeline():
             # one torch thread per worker process by default: with two, its OpenMP threads spin
             # after each forward pass while this process decodes with the (Python) LM, and two
             # workers on two cores read a line 28x slower (0.70 s against 0.025 s, measured)
-            torch.set_num_threads(max(1, int(os.environ.get("QUIRE_TORCH_THREADS", "1") or 1)))
+            torch.set_num_threads(settings.QUIRE_TORCH_THREADS)
             _PIPELINE = PagePipeline.load(detector_path=paths[ModelVersion.Kind.DETECTOR],
                                           recognizer_path=paths[ModelVersion.Kind.RECOGNIZER],
                                           device=settings.QUIRE_DEVICE, decoding=settings.QUIRE_DECODING)

@@ -185,6 +185,11 @@ QUIRE_DEVICE = env_str("QUIRE_DEVICE", "cpu")
 QUIRE_DECODING = env_str("QUIRE_DECODING", "lm")
 if QUIRE_DECODING not in ("lm", "greedy"):
     raise ImproperlyConfigured(f"QUIRE_DECODING must be 'lm' or 'greedy', got {QUIRE_DECODING!r}")
+# torch CPU threads per worker process: 1, with one worker per core (more threads spin during LM
+# decoding and slow the other workers down, see docs/ARCHITECTURE.md)
+QUIRE_TORCH_THREADS = env_int("QUIRE_TORCH_THREADS", 1)
+if QUIRE_TORCH_THREADS < 1:
+    raise ImproperlyConfigured(f"QUIRE_TORCH_THREADS must be at least 1, got {QUIRE_TORCH_THREADS}")
 QUIRE_JOB_STUCK_AFTER_S = env_int("QUIRE_JOB_STUCK_AFTER_S", 1800)  # sweep re-queues after this
 QUIRE_JOB_MAX_ATTEMPTS = env_int("QUIRE_JOB_MAX_ATTEMPTS", 3)
 QUIRE_TRANSCRIBE_MAX_WAIT_S = 60
