@@ -117,6 +117,59 @@ class CRNN(nn.Module):
         return torch.div(widths, DOWNSAMPLE, rounding_mode="floor")
 
 
+def widen_lstm(model: CRNN, hidden: int, seed: int = 0) -> CRNN:
+    """A copy of ``model`` whose BiLSTM has ``hidden`` units per direction instead of
+    ``model.config.lstm_hidden``, computing exactly the same function (up to float rounding).
+
+    Each new unit gets PyTorch's default random input and recurrent weights (uniform in
+    ±1/sqrt(hidden)), while every weight *from* a new unit (into the old units' gates, into the next
+    layer and into the output layer) is zero: the old units and the output ignore the new ones until
+    training moves those weights off zero, which the first gradient step does (their gradient is the
+    new unit's activation times the error). A function-preserving widening in the spirit of
+    Net2WiderNet (Chen, Goodfellow & Shlens 2016, "Net2Net: Accelerating Learning via Knowledge
+    Transfer"), with zero outgoing weights instead of replicated units so that no symmetry needs
+    breaking. Lets a model trained to its capacity grow without starting over.
+
+    Raises ValueError if ``hidden`` is not larger than the current size.
+    """
+    old_h = model.config.lstm_hidden
+    if hidden <= old_h:
+        raise ValueError(f"widen_lstm: new hidden size {hidden} must exceed the current {old_h}")
+    torch.manual_seed(seed)
+    conf = RecognizerConfig.from_dict({**model.config.to_dict(), "lstm_hidden": hidden})
+    new = CRNN(conf)
+    old_sd, new_sd = model.state_dict(), new.state_dict()
+    # positions of the old units' outputs inside a bidirectional layer's output [forward | backward]
+    old_cols = torch.cat([torch.arange(old_h), hidden + torch.arange(old_h)])
+    # rows of the old units in the stacked gates (i, f, g, o), each block ``hidden`` rows high
+    old_rows = torch.cat([g * hidden + torch.arange(old_h) for g in range(4)])
+    with torch.no_grad():
+        for name, w in new_sd.items():
+            src = old_sd[name]
+            if not name.startswith(("rnn.", "head.")):
+                w.copy_(src)
+            elif name.startswith("head.weight"):
+                w.zero_()
+                w[:, old_cols] = src
+            elif name.startswith("head.bias"):
+                w.copy_(src)
+            elif name.startswith("rnn.bias"):
+                w[old_rows] = src
+            elif name.startswith("rnn.weight_hh"):
+                w[:, old_h:] = 0.0  # nothing flows from the new units ...
+                w[old_rows.unsqueeze(1), torch.arange(old_h)] = src
+            else:  # rnn.weight_ih_l{k}: layer 0 reads the CNN features, later layers the previous layer
+                if name.startswith("rnn.weight_ih_l0"):
+                    w[old_rows] = src
+                else:
+                    new_cols = torch.ones(2 * hidden, dtype=torch.bool)
+                    new_cols[old_cols] = False
+                    w[:, new_cols] = 0.0  # ... into the next layer either
+                    w[old_rows.unsqueeze(1), old_cols] = src
+    new.load_state_dict(new_sd)
+    return new
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

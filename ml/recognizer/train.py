@@ -38,7 +38,7 @@ from ..metrics import score_by_source
 from .codec import Codec
 from .data import LineDataset, LinePack, collate_lines, concat_packs
 from .image import normalize_line
-from .model import CRNN, DOWNSAMPLE, RecognizerConfig, count_parameters
+from .model import CRNN, DOWNSAMPLE, RecognizerConfig, count_parameters, widen_lstm
 from .predictor import Recognizer
 from .synth import LineSynthesizer
 
@@ -186,8 +186,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: str | None = None) -> dict:
-    """Run one training; returns the best validation result. See the module docstring."""
+def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: str | None = None,
+          widen_lstm_to: int | None = None, init_dropout: float | None = None) -> dict:
+    """Run one training; returns the best validation result. See the module docstring.
+
+    Fine-tuning (``init_path``) keeps the artifact's codec and architecture, except that
+    ``widen_lstm_to`` grows its BiLSTM to that many units per direction without changing what it
+    computes (:func:`ml.recognizer.model.widen_lstm`) and ``init_dropout`` replaces its dropout.
+    """
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg["seed"])
     dev = torch.device(device)
@@ -199,6 +205,8 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
     codec = build_codec(packs, init)
     if init is not None:
         mconf = RecognizerConfig.from_dict(init["config"])
+        if init_dropout is not None:
+            mconf.dropout = init_dropout
     else:
         mconf = RecognizerConfig(num_classes=codec.num_classes, height=cfg["height"],
                                  channels=tuple(cfg["channels"]), lstm_hidden=cfg["lstm_hidden"],
@@ -206,6 +214,13 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
     model = CRNN(mconf)
     if init is not None:
         model.load_state_dict(init["state_dict"])
+        if widen_lstm_to:
+            model = widen_lstm(model, widen_lstm_to, cfg["seed"])
+            mconf = model.config
+            log.info("BiLSTM widened from %d to %d units per direction", init["config"]["lstm_hidden"],
+                     widen_lstm_to)
+    elif widen_lstm_to:
+        raise ValueError("--widen-lstm needs --init (a new model takes lstm_hidden from its config)")
     model = model.to(dev).to(memory_format=torch.channels_last)
     n_params = count_parameters(model)
 
@@ -363,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--text-file", dest="text_file")
     ap.add_argument("--version")
     ap.add_argument("--threads", type=int, help="torch CPU threads")
+    ap.add_argument("--widen-lstm", type=int, metavar="UNITS",
+                    help="with --init: grow the BiLSTM to UNITS per direction, function-preserving")
+    ap.add_argument("--init-dropout", type=float, metavar="P", help="with --init: use this dropout instead")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
@@ -376,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, overrides)
     (args.out).mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps(cfg, indent=2))
-    best = train(cfg, args.out, args.device, args.resume, args.init)
+    best = train(cfg, args.out, args.device, args.resume, args.init, args.widen_lstm, args.init_dropout)
     print(json.dumps(best))
     return 0
 

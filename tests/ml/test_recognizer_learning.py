@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ml.recognizer.codec import Codec
 from ml.recognizer.data import collate_lines, load_gray
 from ml.recognizer.image import normalize_line
-from ml.recognizer.model import CRNN, RecognizerConfig
+from ml.recognizer.model import CRNN, RecognizerConfig, widen_lstm
 from ml.recognizer.predictor import Recognizer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -73,3 +73,28 @@ def test_a_line_reads_the_same_alone_or_batched_with_a_wider_line():
     # against 6e-2 when the BiLSTM's backward direction starts in the padding
     assert (a - b).abs().max() < 1e-3
     assert (a - unpacked).abs().max() > 1e-2
+
+
+def test_widening_the_bilstm_keeps_the_function_and_the_new_units_learn():
+    """widen_lstm adds units whose outgoing weights are zero: the log-probabilities are unchanged
+    (packed or padded, 3 layers to cover the inter-layer mapping), and one training step gives the
+    new units' outgoing weights a gradient, so they do not stay dead."""
+    import pytest
+
+    torch.manual_seed(0)
+    model = CRNN(RecognizerConfig(num_classes=12, height=32, channels=(8, 8, 16, 16), lstm_hidden=16,
+                                  lstm_layers=3)).eval()
+    wide = widen_lstm(model, 24).eval()
+    assert wide.config.lstm_hidden == 24 and wide.rnn.hidden_size == 24
+    x = torch.rand(2, 1, 32, 120)
+    lengths = torch.tensor([30, 20])
+    with torch.no_grad():
+        assert (model(x) - wide(x)).abs().max() < 1e-5
+        assert (model(x, lengths) - wide(x, lengths)).abs().max() < 1e-5
+    wide.train()
+    loss = F.ctc_loss(wide(x, lengths), torch.tensor([[1, 2, 3], [4, 5, 6]]), lengths, torch.tensor([3, 3]))
+    loss.backward()
+    new_out = torch.cat([wide.head.weight.grad[:, 16:24], wide.head.weight.grad[:, 40:48]], 1)
+    assert new_out.abs().sum() > 0
+    with pytest.raises(ValueError, match="must exceed"):
+        widen_lstm(model, 16)

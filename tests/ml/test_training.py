@@ -55,6 +55,21 @@ def test_fine_tuning_keeps_the_parent_codec_and_architecture(packs, tmp_path):
     assert a.model.config == b.model.config
 
 
+def test_fine_tuning_can_widen_the_bilstm_and_change_dropout(packs, tmp_path):
+    parent = tmp_path / "parent"
+    main(_args(packs, parent, 2))
+    child = tmp_path / "child"
+    main(_args(packs, child, 2) + ["--init", str(parent / "recognizer.pt"), "--widen-lstm", "48",
+                                  "--init-dropout", "0.05"])
+    a, b = Recognizer.load(parent / "recognizer.pt"), Recognizer.load(child / "recognizer.pt")
+    assert a.codec.charset == b.codec.charset
+    assert (a.model.config.lstm_hidden, b.model.config.lstm_hidden) == (32, 48)
+    assert b.model.config.dropout == 0.05
+    assert b.model.config.channels == a.model.config.channels
+    with pytest.raises(ValueError, match="needs --init"):
+        main(_args(packs, tmp_path / "fresh", 2) + ["--widen-lstm", "48"])
+
+
 def test_batches_cover_each_epoch_once_and_replay_with_the_seed():
     widths = list(np.random.default_rng(0).integers(50, 900, 37))
     s = BucketBatchSampler(widths, 45, 4, seed=7)
