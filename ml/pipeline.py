@@ -17,6 +17,12 @@ and turned by 180°, and when the turned crops read with clearly higher confiden
 confidence higher by ``FLIP_MARGIN``) the page is turned by 180° and read again. Lines are always
 returned in the uploaded page's pixels; ``PageResult.rotation`` says by how many degrees
 (clockwise) the page was turned to read it, and a warning says so.
+
+Printed lines. Letterheads, typed bodies and printed forms are found by the detector like
+handwriting; the line-type classifier (:mod:`ml.linetype`) tells them apart on the crops. With
+``printed_lines="keep"`` (the default: archives differ, the Hooker transcriptions keep their
+letterheads, the Stanford ones leave them out) they are read like the rest and marked
+``printed``; with ``"drop"`` they are set aside before recognition and a warning counts them.
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ import torch
 from .crop import crop_line
 from .detect import LineDetector
 from .detect.postprocess import PageLines
+from .linetype import LineTypeClassifier
 from .recognizer.lm import CharLM
 from .recognizer.predictor import Recognizer
 
@@ -51,6 +58,9 @@ FLIP_MARGIN = 0.05
 #: confidence beats the page as uploaded by at least this much (dev pages: the upright reading
 #: beats both quarter turns by 0.066 or more, see ``ml.detect.postprocess.PageLines``).
 TURN_MARGIN = 0.03
+
+#: What :class:`PagePipeline` does with lines the line-type classifier takes for printed.
+PRINTED_LINES = ("keep", "drop")
 
 _ROTATE = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
@@ -95,6 +105,7 @@ class LineResult:
     confidence: float  # in [0, 1]
     char_confidences: list[float] = field(default_factory=list)  # one per character of text
     detection_confidence: float = 0.0
+    printed: bool = False  # the line-type classifier takes it for printed or typed text (letterhead, typewriter)
 
 
 @dataclass
@@ -137,21 +148,32 @@ class PagePipeline:
         recognizer: a loaded :class:`ml.recognizer.predictor.Recognizer`.
         batch_size: lines per recognition batch (progress is reported per batch).
         beam_width: 0 for greedy decoding, else the CTC prefix beam width.
+        line_types: a loaded :class:`ml.linetype.LineTypeClassifier`, or None to take every line
+            for handwriting.
+        printed_lines: ``"keep"`` (lines the classifier takes for printed are read and marked
+            ``printed``) or ``"drop"`` (they are not read).
+
+    Raises ValueError for another ``printed_lines``.
     """
 
     def __init__(self, detector: LineDetector, recognizer: Recognizer, batch_size: int = 32,
-                 beam_width: int = 0):
+                 beam_width: int = 0, line_types: LineTypeClassifier | None = None, printed_lines: str = "keep"):
+        if printed_lines not in PRINTED_LINES:
+            raise ValueError(f"printed_lines must be one of {PRINTED_LINES}, got {printed_lines!r}")
         self.detector, self.recognizer = detector, recognizer
         self.batch_size, self.beam_width = batch_size, beam_width
+        self.line_types, self.printed_lines = line_types, printed_lines
 
     @classmethod
     def load(cls, detector_path: str | Path | None = None, recognizer_path: str | Path | None = None,
              device: str | None = "cpu", decoding: str = "greedy", lm_path: str | Path | None = None,
-             **kwargs) -> PagePipeline:
-        """Load both models (None = the shipped artifacts in ``ml/artifacts/``). ``device`` may be
-        ``"cpu"``, ``"cuda"`` or ``"auto"``. ``decoding``: ``"greedy"``, or ``"lm"`` for prefix beam
-        search fused with the character language model ``lm_path`` (None = the shipped
-        ``charlm.json.gz``; beam width and weights from its card unless ``beam_width`` is given).
+             linetype_path: str | Path | None = None, **kwargs) -> PagePipeline:
+        """Load the models (None = the shipped artifacts in ``ml/artifacts/``): detector,
+        recognizer and line-type classifier. ``device`` may be ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        ``decoding``: ``"greedy"``, or ``"lm"`` for prefix beam search fused with the character
+        language model ``lm_path`` (None = the shipped ``charlm.json.gz``; beam width and weights
+        from its card unless ``beam_width`` is given). Other keyword arguments (``printed_lines``,
+        ``batch_size``, ``beam_width``) go to the constructor.
         Raises FileNotFoundError / ValueError for a missing or wrong artifact or decoding."""
         if decoding not in ("greedy", "lm"):
             raise ValueError(f"decoding must be 'greedy' or 'lm', got {decoding!r}")
@@ -161,7 +183,8 @@ class PagePipeline:
             lm = CharLM.load(lm_path)
             recognizer.use_lm(lm)
             kwargs.setdefault("beam_width", lm.decoding["beam_width"])
-        return cls(LineDetector.load(detector_path, device), recognizer, **kwargs)
+        return cls(LineDetector.load(detector_path, device), recognizer,
+                   line_types=LineTypeClassifier.load(linetype_path, device), **kwargs)
 
     @property
     def models(self) -> dict[str, str]:
@@ -170,6 +193,8 @@ class PagePipeline:
         names = {"detector": self.detector.name, "recognizer": self.recognizer.name}
         if self.recognizer.lm is not None and self.beam_width > 0:
             names["language_model"] = self.recognizer.lm.name
+        if self.line_types is not None:
+            names["line_type"] = self.line_types.name
         return names
 
     def run(self, gray: np.ndarray, progress: Callable[[float], None] | None = None,
@@ -203,12 +228,23 @@ class PagePipeline:
             page = rotate_page(gray, rotation)
             page_lines = self.detector.detect_page(page)
             crops, kept = self._crops(page, page_lines.lines)
+        printed = self.line_types.is_printed(crops) if (self.line_types is not None and crops) else \
+            np.zeros(len(crops), bool)
         warnings = []
+        n_printed = 0
+        if printed.any() and self.printed_lines == "drop":
+            n_printed = int(printed.sum())
+            crops = [c for c, p in zip(crops, printed) if not p]
+            kept = [d for d, p in zip(kept, printed) if not p]
+            printed = np.zeros(len(crops), bool)
+            warnings.append(f"{n_printed} printed line{'s' if n_printed > 1 else ''} (letterhead, typed or printed "
+                            f"text) set aside, not transcribed")
         if rotation:
             warnings.append(f"the page was turned by {rotation}° clockwise to read it; line coordinates are "
                             f"in the page as uploaded")
         if not kept:
-            warnings.append("no text lines were found on this page")
+            warnings.append("no handwritten lines were found on this page" if n_printed else
+                            "no text lines were found on this page")
         elif not page_lines.upright:
             warnings.append(f"the page may be rotated by 90°: its lines look unlike upright text "
                             f"(orientation confidence {page_lines.orientation_confidence:.2f})")
@@ -227,7 +263,7 @@ class PagePipeline:
         t_recognize = time.perf_counter() - t1
         W, H = gray.shape[1], gray.shape[0]
         lines = []
-        for d, r in zip(kept, recognitions):
+        for d, r, is_printed in zip(kept, recognitions, printed):
             poly = np.rint(unrotate_points(d.polygon, rotation, W, H)).astype(int)
             base = np.rint(unrotate_points(d.baseline, rotation, W, H)).astype(int)
             bbox = [int(v) for v in d.bbox] if rotation == 0 else \
@@ -235,7 +271,8 @@ class PagePipeline:
             lines.append(LineResult(polygon=poly.tolist(), baseline=base.tolist(), bbox=bbox, text=r.text,
                                     confidence=round(r.confidence, 4),
                                     char_confidences=[round(c, 4) for c in r.char_confidences],
-                                    detection_confidence=round(float(d.confidence), 4)))
+                                    detection_confidence=round(float(d.confidence), 4),
+                                    printed=bool(is_printed)))
         if progress:
             progress(1.0)
         timings = {"detect": round(t_detect, 4), "recognize": round(t_recognize, 4),

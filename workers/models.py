@@ -244,7 +244,8 @@ def current_pipeline():
             torch.set_num_threads(settings.QUIRE_TORCH_THREADS)
             _PIPELINE = PagePipeline.load(detector_path=paths[ModelVersion.Kind.DETECTOR],
                                           recognizer_path=paths[ModelVersion.Kind.RECOGNIZER],
-                                          device=settings.QUIRE_DEVICE, decoding=settings.QUIRE_DECODING)
+                                          device=settings.QUIRE_DEVICE, decoding=settings.QUIRE_DECODING,
+                                          printed_lines=settings.QUIRE_PRINTED_LINES)
             _PIPELINE_KEY = key
             log.info("pipeline loaded: %s (from %s)", _PIPELINE.models,
                      {kind: chosen[kind].origin for kind in KINDS})

@@ -127,7 +127,7 @@ def store_result(job: TranscriptionJob, result) -> bool:
             Line.objects.bulk_create([
                 Line(page_id=job.page_id, index=index, polygon=line.polygon, baseline=line.baseline,
                      bbox=line.bbox, text=line.text, confidence=line.confidence,
-                     char_confidences=line.char_confidences)
+                     char_confidences=line.char_confidences, printed=bool(getattr(line, "printed", False)))
                 for index, line in enumerate(result.lines)
             ])
             job.transition(JobState.SUCCEEDED, models_used=dict(result.models), timings=dict(result.timings),

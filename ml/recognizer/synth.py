@@ -87,11 +87,18 @@ class LineSynthesizer:
         text_file: one text line per row (25–65 characters in Austen's file).
         charset: characters the model can emit; rendered text is limited to them.
         max_text_lines: read at most this many text rows (memory).
+        fonts: font files to use instead of ``fonts_dir``'s manifest (``[{"path", "missing"}]``,
+            as :func:`list_fonts` returns; printed typefaces for :mod:`ml.linetype.train`).
+        augment: applied to each rendered line (default :func:`augment_synthetic`).
+        word_jitter: largest per-word baseline shift, as a fraction of the font size.
+        spacing: range of the space between words, in widths of the font's space.
     """
 
-    def __init__(self, fonts_dir: str | Path, text_file: str | Path, charset: str,
-                 max_text_lines: int = 100_000):
-        self.fonts = list_fonts(fonts_dir, charset)
+    def __init__(self, fonts_dir: str | Path | None, text_file: str | Path, charset: str,
+                 max_text_lines: int = 100_000, fonts: list[dict] | None = None,
+                 augment=augment_synthetic, word_jitter: float = 0.06, spacing: tuple[float, float] = (0.6, 1.8)):
+        self.fonts = fonts if fonts is not None else list_fonts(fonts_dir, charset)
+        self.augment, self.word_jitter, self.spacing = augment, word_jitter, spacing
         with open(text_file, encoding="utf-8") as f:
             rows = [unicodedata.normalize("NFC", r.strip()) for _, r in zip(range(max_text_lines), f)]
         self.texts = [r for r in rows if r]
@@ -151,11 +158,11 @@ class LineSynthesizer:
         size = int(rng.integers(28, 56))
         font = _font(font_info["path"], size)
         space = font.getlength(" ") or size * 0.3
-        jitter = rng.uniform(0, 0.06) * size
+        jitter = rng.uniform(0, self.word_jitter) * size
         ascent, descent = font.getmetrics()
         words = text.split(" ")
         # whole words keep a cursive font's joins; spacing and baseline vary between words
-        gaps = [space * rng.uniform(0.6, 1.8) for _ in words]
+        gaps = [space * rng.uniform(*self.spacing) for _ in words]
         widths = [font.getlength(w) for w in words]
         total = int(sum(widths) + sum(gaps) + size)
         h = ascent + descent + int(2 * jitter) + int(size * 0.3)
@@ -173,4 +180,4 @@ class LineSynthesizer:
             mx = int(rng.integers(2, 12))
             my = int(rng.integers(1, 6))
             arr = arr[max(0, rows[0] - my): rows[-1] + my + 1, max(0, cols[0] - mx): cols[-1] + mx + 1]
-        return augment_synthetic(np.ascontiguousarray(arr), rng), unicodedata.normalize("NFC", text)
+        return self.augment(np.ascontiguousarray(arr), rng), unicodedata.normalize("NFC", text)

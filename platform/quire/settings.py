@@ -185,6 +185,11 @@ QUIRE_DEVICE = env_str("QUIRE_DEVICE", "cpu")
 QUIRE_DECODING = env_str("QUIRE_DECODING", "lm")
 if QUIRE_DECODING not in ("lm", "greedy"):
     raise ImproperlyConfigured(f"QUIRE_DECODING must be 'lm' or 'greedy', got {QUIRE_DECODING!r}")
+# lines the line-type classifier takes for printed (letterheads, typed text): "keep" reads them
+# like the rest and marks them printed; "drop" sets them aside, not transcribed
+QUIRE_PRINTED_LINES = env_str("QUIRE_PRINTED_LINES", "keep")
+if QUIRE_PRINTED_LINES not in ("keep", "drop"):
+    raise ImproperlyConfigured(f"QUIRE_PRINTED_LINES must be 'keep' or 'drop', got {QUIRE_PRINTED_LINES!r}")
 # torch CPU threads per worker process: 1, with one worker per core (more threads spin during LM
 # decoding and slow the other workers down, see docs/ARCHITECTURE.md)
 QUIRE_TORCH_THREADS = env_int("QUIRE_TORCH_THREADS", 1)

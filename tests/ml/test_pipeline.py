@@ -154,3 +154,35 @@ def test_language_model_decoding_reads_the_page_and_is_recorded():
 def test_unknown_decoding_is_refused():
     with pytest.raises(ValueError, match="decoding"):
         PagePipeline.load(device="cpu", decoding="beam")
+
+
+def _letter_with_typed_lines() -> tuple[np.ndarray, int, int]:
+    """A page composed of committed real crops: 2 typed/printed lines above 4 handwritten ones
+    (Stanford letters, CC-BY), each at its own scan's pixel size, on the paper tone of the scans."""
+    typed = [load_gray(r.image) for r in read_lines_jsonl(FIXTURES / "typed_lines.jsonl")][1:3]
+    written = [load_gray(r.image) for r in read_lines_jsonl(FIXTURES / "lines.jsonl")
+               if r.source == "stanford_memorials_en"]
+    page = np.full((1300, 1100), 235, np.uint8)
+    y = 60
+    for crop in typed + written:
+        h, w = crop.shape
+        page[y: y + h, 60: 60 + w] = crop[:, : 1100 - 60]
+        y += h + 70
+    return page, len(typed), len(written)
+
+
+def test_printed_lines_are_set_aside_or_kept_marked():
+    page, n_typed, n_written = _letter_with_typed_lines()
+    keeping = PagePipeline.load(device="cpu")  # the default
+    dropping = PagePipeline.load(device="cpu", printed_lines="drop")
+    assert dropping.models["line_type"].startswith("quire-linetype@")
+    kept = keeping.run(page)
+    printed = [line for line in kept.lines if line.printed]
+    assert len(printed) == n_typed, [(line.text, line.printed) for line in kept.lines]
+    assert all(line.bbox[1] < 400 for line in printed)  # the typed lines are the top ones
+    dropped = dropping.run(page)
+    assert len(dropped.lines) == len(kept.lines) - n_typed >= n_written - 1
+    assert not any(line.printed for line in dropped.lines)
+    assert any(f"{n_typed} printed lines" in w for w in dropped.warnings), dropped.warnings
+    with pytest.raises(ValueError, match="printed_lines"):
+        PagePipeline(dropping.detector, dropping.recognizer, printed_lines="skip")

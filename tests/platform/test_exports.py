@@ -42,6 +42,14 @@ def test_page_xml_geometry_and_confidence():
     assert float(line.find(f"{{{PAGE_NS}}}TextEquiv").get("conf")) == pytest.approx(0.8)
 
 
+def test_printed_lines_are_marked_in_page_xml():
+    result = _result(["Bank of San Mateo County", "Dear Sir"])
+    result["lines"][0]["printed"] = True
+    root = assert_valid(render(export_page(result), "page"), "page")
+    lines = root.findall(f".//{{{PAGE_NS}}}TextLine")
+    assert [line.get("production") for line in lines] == ["printed", None]
+
+
 def test_alto_word_confidence_is_mean_of_characters():
     root = assert_valid(render(export_page(_result(["ab cd"])), "alto"), "alto")
     strings = root.findall(f".//{{{ALTO_NS}}}String")

@@ -75,13 +75,17 @@ def test_trusted_proxy_count_comes_from_the_environment(secret_key):
     assert bad.returncode != 0 and "QUIRE_TRUSTED_PROXY_COUNT must be 0 or more" in bad.stderr
 
 
-def test_decoding_setting_is_checked(secret_key):
+@pytest.mark.parametrize("name,bad,good,message", [
+    ("QUIRE_DECODING", "beam", "greedy", "QUIRE_DECODING must be 'lm' or 'greedy'"),
+    ("QUIRE_PRINTED_LINES", "skip", "drop", "QUIRE_PRINTED_LINES must be 'keep' or 'drop'"),
+])
+def test_choice_settings_are_checked(secret_key, name, bad, good, message):
     env = {**PRODUCTION, "DJANGO_SECRET_KEY": secret_key}
-    bad = _manage("check", env={**env, "QUIRE_DECODING": "beam"})
-    assert bad.returncode != 0 and "QUIRE_DECODING must be 'lm' or 'greedy'" in bad.stderr
-    good = _manage("shell", "-c", "from django.conf import settings; print(settings.QUIRE_DECODING)",
-                   env={**env, "QUIRE_DECODING": "greedy"})
-    assert good.returncode == 0 and good.stdout.strip().splitlines()[-1] == "greedy", good.stderr
+    refused = _manage("check", env={**env, name: bad})
+    assert refused.returncode != 0 and message in refused.stderr
+    accepted = _manage("shell", "-c", f"from django.conf import settings; print(settings.{name})",
+                       env={**env, name: good})
+    assert accepted.returncode == 0 and accepted.stdout.strip().splitlines()[-1] == good, accepted.stderr
 
 
 def test_no_secret_is_written_in_the_code():

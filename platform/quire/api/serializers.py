@@ -67,7 +67,7 @@ class LineSerializer(serializers.ModelSerializer):
     class Meta:
         model = Line
         fields = ["id", "index", "text", "confidence", "char_confidences", "polygon", "baseline", "bbox",
-                  "is_ground_truth", "updated_at"]
+                  "printed", "is_ground_truth", "updated_at"]
         read_only_fields = fields
 
 

@@ -48,6 +48,7 @@ class ExportLine:
     bbox: list[int]
     char_confidences: list[float] = field(default_factory=list)
     is_ground_truth: bool = False
+    printed: bool = False  # printed or typed text (PAGE XML: production="printed")
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ def export_page(source, *, image_filename: str | None = None, page_number: int |
             bbox=[int(v) for v in _get(line, "bbox", []) or []],
             char_confidences=[float(c) for c in _get(line, "char_confidences", []) or []],
             is_ground_truth=bool(_get(line, "is_ground_truth", False)),
+            printed=bool(_get(line, "printed", False)),
         ))
     pk = _get(source, "pk")
     return ExportPage(
@@ -199,7 +201,8 @@ def to_page_xml(page: ExportPage) -> bytes:
         x0, y0, x1, y1 = _union(page)
         region.append(E("Coords", points=_points([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])))
         for line in page.lines:
-            line_el = E("TextLine", id=f"l_{line.index}", custom=f"readingOrder {{index:{line.index};}}")
+            line_el = E("TextLine", id=f"l_{line.index}", custom=f"readingOrder {{index:{line.index};}}",
+                        production="printed" if line.printed else None)
             line_el.append(E("Coords", points=_points(_outline(line, page))))
             if len(line.baseline) >= 2:
                 line_el.append(E("Baseline", points=_points(_clamp(line.baseline, page))))

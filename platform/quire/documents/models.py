@@ -88,6 +88,8 @@ class Line(models.Model):
     text = models.TextField(blank=True)
     confidence = models.FloatField(null=True, blank=True, help_text="Line confidence in [0, 1].")
     char_confidences = models.JSONField(default=list, help_text="One float in [0, 1] per character.")
+    printed = models.BooleanField(
+        default=False, help_text="Printed or typed text (letterhead, typewriter), not handwriting.")
     is_ground_truth = models.BooleanField(default=False, help_text="Corrected by a person.")
     updated_at = models.DateTimeField(auto_now=True)
 
