@@ -80,6 +80,10 @@
     meta.textContent = line.is_ground_truth ? "corrected"
       : line.confidence === null ? "" : Math.round(line.confidence * 100) + "%";
     meta.title = line.is_ground_truth ? "Corrected by a person (ground truth)" : "Line confidence";
+    if (line.printed) {  // the line-type classifier takes it for printed or typed text
+      meta.textContent = "printed " + meta.textContent;
+      meta.title += "; printed or typed text (letterhead, typewriter), not handwriting";
+    }
     const history = document.createElement("button");
     history.type = "button";
     history.className = "line-history-toggle";
