@@ -40,6 +40,7 @@ from .crop import crop_line
 from .detect import LineDetector
 from .detect.postprocess import PageLines
 from .linetype import LineTypeClassifier
+from .recognizer.image import normalize_line
 from .recognizer.lm import CharLM
 from .recognizer.predictor import Recognizer
 
@@ -228,13 +229,14 @@ class PagePipeline:
             page = rotate_page(gray, rotation)
             page_lines = self.detector.detect_page(page)
             crops, kept = self._crops(page, page_lines.lines)
-        printed = self.line_types.is_printed(crops) if (self.line_types is not None and crops) else \
-            np.zeros(len(crops), bool)
+        images = [normalize_line(c, self.recognizer.height) for c in crops]  # read once, used twice
+        printed = self._printed(crops, images)
         warnings = []
         n_printed = 0
         if printed.any() and self.printed_lines == "drop":
             n_printed = int(printed.sum())
             crops = [c for c, p in zip(crops, printed) if not p]
+            images = [im for im, p in zip(images, printed) if not p]
             kept = [d for d, p in zip(kept, printed) if not p]
             printed = np.zeros(len(crops), bool)
             warnings.append(f"{n_printed} printed line{'s' if n_printed > 1 else ''} (letterhead, typed or printed "
@@ -259,7 +261,8 @@ class PagePipeline:
                 progress(0.1 + 0.9 * done / max(1, len(crops)))
             check_cancel()
 
-        recognitions = self.recognizer.recognize(crops, self.batch_size, self.beam_width, on_batch) if crops else []
+        recognitions = self.recognizer.recognize_normalized(images, self.batch_size, self.beam_width, on_batch) \
+            if images else []
         t_recognize = time.perf_counter() - t1
         W, H = gray.shape[1], gray.shape[0]
         lines = []
@@ -310,6 +313,15 @@ class PagePipeline:
             crops.append(crop)
             kept.append(line)
         return crops, kept
+
+    def _printed(self, crops: list[np.ndarray], images: list[np.ndarray]) -> np.ndarray:
+        """(N,) bool: the line-type classifier takes the line for printed (all False without one).
+        ``images`` are the crops normalised for the recognizer, reused when the heights agree."""
+        if self.line_types is None or not crops:
+            return np.zeros(len(crops), bool)
+        if self.line_types.height == self.recognizer.height:
+            return self.line_types.printed_probability_normalized(images) >= self.line_types.threshold
+        return self.line_types.is_printed(crops)
 
     def _upside_down(self, crops: list[np.ndarray]) -> bool:
         """True when the ``FLIP_PROBE_LINES`` widest crops read with a mean line confidence higher

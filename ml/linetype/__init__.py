@@ -36,6 +36,10 @@ __all__ = ["LineTypeClassifier", "LineTypeNet", "LineTypeConfig", "DEFAULT_PATH"
 DEFAULT_PATH = ARTIFACTS_DIR / "linetype.pt"
 #: Input columns per strip score (the net's horizontal downsampling).
 STRIP = 8
+#: Widest part of a line scored, in pixels at the input height: a longer line is scored on its
+#: middle this wide (the training windows' width; a line's type shows in any stretch of it, and
+#: reading whole 3,000-pixel letterhead lines cost 6 ms a line on one CPU thread).
+WINDOW = 320
 
 
 @dataclass
@@ -111,7 +115,8 @@ class LineTypeClassifier:
     def __init__(self, model: LineTypeNet, threshold: float = 0.5, device: str = "cpu",
                  version: str = "unsaved", card: dict | None = None):
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        # channels-last: the convolutions run 1.6x faster on the CPU (measured, one thread)
+        self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.threshold, self.version, self.card = float(threshold), version, card or {}
         self.height = model.config.height
 
@@ -135,16 +140,27 @@ class LineTypeClassifier:
 
     @torch.inference_mode()
     def printed_probability_normalized(self, images: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
-        """As :meth:`printed_probability`, for lines already through ``normalize_line``."""
+        """As :meth:`printed_probability`, for lines already through ``normalize_line``; lines
+        wider than ``WINDOW`` are scored on their middle ``WINDOW`` columns."""
+        images = [_middle(im) for im in images]
         out = np.zeros(len(images), np.float32)
         order = sorted(range(len(images)), key=lambda i: images[i].shape[1])
         for start in range(0, len(order), batch_size):
             idx = order[start: start + batch_size]
             batch, widths = collate([images[i] for i in idx])
-            logits = self.model(torch.from_numpy(batch).to(self.device), torch.from_numpy(widths))
+            x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
+            logits = self.model(x, torch.from_numpy(widths))
             out[idx] = torch.sigmoid(logits).float().cpu().numpy()
         return out
 
     def is_printed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """(N,) bool: printed probability at or above ``threshold``."""
         return self.printed_probability(crops) >= self.threshold
+
+
+def _middle(image: np.ndarray) -> np.ndarray:
+    w = image.shape[1]
+    if w <= WINDOW:
+        return image
+    a = (w - WINDOW) // 2
+    return image[:, a: a + WINDOW]

@@ -1,15 +1,16 @@
 """Training CLI of the line-type classifier (handwritten vs printed, :mod:`ml.linetype`).
 
     python -m ml.linetype.train --out runs/linetype [--train-packs .gpu_data/rec_train] \\
-        [--printed-fonts "/usr/share/fonts/truetype/dejavu/*.ttf"] [--steps 3000] [--threads 1]
+        [--printed-fonts GLOB ...] [--steps 1500] [--threads 1]
 
 Handwritten examples are the real training lines of the recognizer's line packs (all of
 ``../shared/data/train``: Hooker, Copiste, CREMMA), sometimes masked along their polygon like the
 pipeline's crops and passed through the recognizer's real-line augmentation. Printed examples are
-Austen text rendered in printed typefaces (``--printed-fonts``, a glob: the DejaVu families that
-Debian's ``fonts-dejavu-core`` installs: sans, serif, mono, condensed, bold, oblique) with even word
-spacing, a little baseline jitter (typewriters), a third in capitals (letterheads), and scanning
-degradations: ink level, blur, noise, paper texture, stroke width, small rotations, ruled lines.
+Austen text rendered in printed typefaces (``--printed-fonts``, globs; by default those of Debian's
+``fonts-dejavu-core``, ``fonts-freefont-ttf`` and ``fonts-urw-base35``: sans, serif, Courier-like
+monospaced, bold, italic), 40 % struck character by character at a typewriter's fixed pitch (mostly
+in a monospaced face), with even word spacing, a quarter in capitals (letterheads), and scanning
+degradations: uneven ink, blur, noise, paper texture, stroke width, small rotations, ruled lines.
 Batches are half and half. Lines wider than ``window`` pixels (after normalisation to 32 px) are
 cut to a random window of that width.
 
@@ -44,7 +45,12 @@ from . import LineTypeClassifier, LineTypeConfig, LineTypeNet
 
 log = logging.getLogger("ml.linetype.train")
 
-DEFAULT_FONTS = "/usr/share/fonts/truetype/dejavu/*.ttf"
+#: Printed typefaces of Debian's fonts-dejavu-core, fonts-freefont-ttf and fonts-urw-base35 (the
+#: last two bring Courier clones, Nimbus Mono PS and FreeMono: the typewriter faces of letters).
+DEFAULT_FONTS = ["/usr/share/fonts/truetype/dejavu/*.ttf", "/usr/share/fonts/truetype/freefont/*.ttf",
+                 "/usr/share/fonts/opentype/urw-base35/*.otf"]
+#: Left out: a calligraphic script face (Zapf Chancery) reads as handwriting.
+EXCLUDED_FONTS = ("Z003",)
 #: Printable characters the printed renderer draws (text outside it is dropped).
 CHARSET = "".join(chr(c) for c in range(32, 127)) + "£€«»“”‘’—–àâäáéèêëîïíôöóùûüúçñÿÀÂÄÁÉÈÊËÎÏÍÔÖÓÙÛÜÚÇÑ"
 
@@ -109,16 +115,20 @@ def augment_printed(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return img
 
 
-def printed_fonts(pattern: str) -> list[dict]:
-    """Font files matching ``pattern`` that draw basic Latin, as ``[{"path", "missing"}]``.
-    Raises FileNotFoundError when none does."""
+def printed_fonts(patterns: list[str]) -> list[dict]:
+    """Font files matching any of ``patterns`` (globs) that draw basic Latin, except
+    ``EXCLUDED_FONTS``, as ``[{"path", "missing"}]``. Raises FileNotFoundError when none does."""
     fonts = []
-    for path in sorted(glob.glob(pattern)):
+    paths = sorted({p for pattern in patterns for p in glob.glob(pattern)})
+    for path in paths:
+        if any(x in Path(path).name for x in EXCLUDED_FONTS):
+            continue
         missing = missing_glyphs(path, CHARSET)
         if not missing & set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"):
             fonts.append({"path": path, "missing": missing})
     if not fonts:
-        raise FileNotFoundError(f"no printed typefaces match {pattern!r} (Debian: apt install fonts-dejavu-core)")
+        raise FileNotFoundError(f"no printed typefaces match {patterns} (Debian: apt-get install "
+                                f"fonts-dejavu-core fonts-freefont-ttf fonts-urw-base35)")
     return fonts
 
 
@@ -165,8 +175,10 @@ class Examples:
         text = self.printed.sample_text(self.rng)
         if self.rng.random() < 0.25:
             text = text.upper()
-        if self.rng.random() < 0.4:
-            font = self.printed.fonts[int(self.rng.integers(len(self.printed.fonts)))]
+        if self.rng.random() < 0.4:  # typewritten: mostly in a monospaced (Courier-like) face
+            mono = [f for f in self.printed.fonts if "Mono" in Path(f["path"]).name]
+            pool = mono if mono and self.rng.random() < 0.7 else self.printed.fonts
+            font = pool[int(self.rng.integers(len(pool)))]
             text = "".join(c for c in text if c not in font["missing"]) or "the"
             img = augment_printed(render_typewriter(text, font["path"], self.rng), self.rng)
         else:
@@ -259,7 +271,7 @@ def train(args: argparse.Namespace) -> dict:
         "parameters": n_params, "input_height_px": conf.height, "threshold": args.threshold,
         "training_data": f"handwritten: real lines {args.train_packs} and ({args.synthetic_handwriting:.0%}) lines "
                          f"rendered from {args.fonts_dir}; printed: {args.text_file} rendered in {len(fonts)} "
-                         f"typefaces ({args.printed_fonts})",
+                         f"typefaces ({', '.join(args.printed_fonts)})",
         "training_steps": args.steps, "batch_size": args.batch_size, "training_seconds": round(seconds, 1),
         "dev": dev["sources"], "code_commit": code_commit(), "date": utc_now(), "command": " ".join(sys.argv),
         "licence": "model weights: CC-BY-SA 4.0 (trained on CC-BY-SA/CC-BY ground truth)",
@@ -278,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--train-packs", nargs="+", default=[".gpu_data/rec_train"])
     ap.add_argument("--text-file", default="../shared/data/text/austen_lines.txt")
-    ap.add_argument("--printed-fonts", default=DEFAULT_FONTS, help="glob of printed typeface files")
+    ap.add_argument("--printed-fonts", nargs="+", default=DEFAULT_FONTS, help="globs of printed typeface files")
     ap.add_argument("--fonts-dir", default="../shared/data/fonts", help="handwriting fonts (manifest.json)")
     ap.add_argument("--synthetic-handwriting", type=float, default=0.3,
                     help="share of handwritten examples rendered from handwriting fonts")

@@ -26,12 +26,12 @@ def test_shipped_classifier_keeps_handwriting_and_catches_typed_lines():
     handwritten = clf.printed_probability(_crops("lines.jsonl"))
     typed = clf.printed_probability(_crops("typed_lines.jsonl"))
     assert len(handwritten) == 12 and len(typed) == 4
-    # no committed handwritten line is taken for printed (measured: all under 0.01)
+    # no committed handwritten line is taken for printed (measured: all under 0.02)
     assert (handwritten < clf.threshold).all(), handwritten
-    # the two letterhead lines are caught (0.95, 0.93); the two typewriter lines score 0.32 and
-    # 0.23, under the threshold but above every handwritten line (the card: 63 of 110 typed dev lines caught)
-    assert (typed[1:3] >= clf.threshold).all(), typed
-    assert handwritten.max() < typed.min()
+    # the two letterhead lines (measured 0.99, 0.98) and the two typewriter lines (0.64, 0.56)
+    # are caught (the card: 85 of 110 typed dev lines)
+    assert (typed >= clf.threshold).all(), typed
+    assert handwritten.max() < 0.1 < typed.min()
 
 
 def test_a_line_scores_the_same_alone_or_batched_with_a_wider_line():
