@@ -177,9 +177,7 @@ class Examples:
             text = text.upper()
         if self.rng.random() < 0.4:  # typewritten: mostly in a monospaced (Courier-like) face
             mono = [f for f in self.printed.fonts if "Mono" in Path(f["path"]).name]
-            pool = mono if mono and self.rng.random() < 0.7 else self.printed.fonts
-            font = pool[int(self.rng.integers(len(pool)))]
-            text = "".join(c for c in text if c not in font["missing"]) or "the"
+            font, text = self.printed.pick_font(self.rng, text, mono if mono and self.rng.random() < 0.7 else None)
             img = augment_printed(render_typewriter(text, font["path"], self.rng), self.rng)
         else:
             img, _ = self.printed.render(self.rng, text)
@@ -189,9 +187,7 @@ class Examples:
 
     def _margins(self, img: np.ndarray) -> np.ndarray:
         """Paper above and below (up to half the line's height each), as line crops have it."""
-        h = img.shape[0]
-        top, bottom = (int(self.rng.uniform(0, 0.5) * h) for _ in range(2))
-        return np.pad(img, ((top, bottom), (0, 0)), constant_values=int(np.percentile(img, 90)))
+        return aug.vertical_margin(img, self.rng, 0.5, min_frac=0.0)
 
     def _with_neighbours(self, img: np.ndarray) -> np.ndarray:
         h, w = img.shape

@@ -71,13 +71,17 @@ def stretch(img: np.ndarray, rng: np.random.Generator, lo: float = 0.8, hi: floa
     return cv2.resize(img, (nw, h), interpolation=cv2.INTER_LINEAR)
 
 
-def vertical_margin(img: np.ndarray, rng: np.random.Generator, max_frac: float = 0.15) -> np.ndarray:
-    """Crop or pad top and bottom independently by up to ``max_frac`` of the height, so that the
-    text's vertical position and size within the line box vary like detector crops do."""
+def vertical_margin(img: np.ndarray, rng: np.random.Generator, max_frac: float = 0.15,
+                    min_frac: float | None = None) -> np.ndarray:
+    """Crop or pad top and bottom independently by a fraction of the height drawn from
+    [``min_frac``, ``max_frac``] (``min_frac`` defaults to ``-max_frac``; negative crops, positive
+    pads with paper), so that the text's vertical position and size within the line box vary like
+    detector crops do."""
     h, w = img.shape
+    lo = -max_frac if min_frac is None else min_frac
     out = img
     for side in (0, 1):
-        d = int(round(rng.uniform(-max_frac, max_frac) * h))
+        d = int(round(rng.uniform(lo, max_frac) * h))
         if d > 0:
             pad = np.full((d, w), _paper(img), np.uint8)
             out = np.vstack([pad, out] if side == 0 else [out, pad])

@@ -150,11 +150,17 @@ class LineSynthesizer:
             out.append(c)
         return "".join(out)
 
+    def pick_font(self, rng: np.random.Generator, text: str, fonts: list[dict] | None = None) -> tuple[dict, str]:
+        """A random font of ``fonts`` (default: all of this synthesizer's) and ``text`` without the
+        characters it cannot draw ("the" if none is left)."""
+        fonts = fonts or self.fonts
+        font_info = fonts[int(rng.integers(len(fonts)))]
+        return font_info, "".join(c for c in text if c not in font_info["missing"]) or "the"
+
     def render(self, rng: np.random.Generator, text: str | None = None) -> tuple[np.ndarray, str]:
         """Render ``text`` (or a random one). Returns ((h, w) uint8 image, the text drawn in NFC)."""
         text = text if text is not None else self.sample_text(rng)
-        font_info = self.fonts[int(rng.integers(len(self.fonts)))]
-        text = "".join(c for c in text if c not in font_info["missing"]) or "the"
+        font_info, text = self.pick_font(rng, text)
         size = int(rng.integers(28, 56))
         font = _font(font_info["path"], size)
         space = font.getlength(" ") or size * 0.3

@@ -41,6 +41,15 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from exc
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """Read an env var that must be one of `choices`; raise ImproperlyConfigured naming the
+    variable and the choices otherwise."""
+    value = env_str(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be {' or '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
 def env_list(name: str, default: str) -> list[str]:
     """Read a comma-separated env var into a list of non-empty, stripped items."""
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
@@ -182,14 +191,10 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 QUIRE_DEVICE = env_str("QUIRE_DEVICE", "cpu")
 # "lm": prefix beam search fused with the shipped character language model (more accurate, about
 # 3x slower to decode); "greedy": best-path decoding (the recognizer's own figures)
-QUIRE_DECODING = env_str("QUIRE_DECODING", "lm")
-if QUIRE_DECODING not in ("lm", "greedy"):
-    raise ImproperlyConfigured(f"QUIRE_DECODING must be 'lm' or 'greedy', got {QUIRE_DECODING!r}")
+QUIRE_DECODING = env_choice("QUIRE_DECODING", "lm", ("lm", "greedy"))
 # lines the line-type classifier takes for printed (letterheads, typed text): "keep" reads them
 # like the rest and marks them printed; "drop" sets them aside, not transcribed
-QUIRE_PRINTED_LINES = env_str("QUIRE_PRINTED_LINES", "keep")
-if QUIRE_PRINTED_LINES not in ("keep", "drop"):
-    raise ImproperlyConfigured(f"QUIRE_PRINTED_LINES must be 'keep' or 'drop', got {QUIRE_PRINTED_LINES!r}")
+QUIRE_PRINTED_LINES = env_choice("QUIRE_PRINTED_LINES", "keep", ("keep", "drop"))
 # torch CPU threads per worker process: 1, with one worker per core (more threads spin during LM
 # decoding and slow the other workers down, see docs/ARCHITECTURE.md)
 QUIRE_TORCH_THREADS = env_int("QUIRE_TORCH_THREADS", 1)
