@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-DOWNSAMPLE = 4
+DOWNSAMPLES = (2, 4)  # horizontal downsampling factors the network can be built with
 
 
 @dataclass
@@ -49,6 +49,7 @@ class RecognizerConfig:
     lstm_hidden: int = 256
     lstm_layers: int = 2
     dropout: float = 0.2
+    downsample: int = 4  # horizontal: input columns per CTC frame, 4 or 2 (artifacts before 2026-12 have 4)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -82,11 +83,14 @@ class CRNN(nn.Module):
         super().__init__()
         if config.height % 16:
             raise ValueError(f"height must be a multiple of 16, got {config.height}")
+        if config.downsample not in DOWNSAMPLES:
+            raise ValueError(f"downsample must be one of {DOWNSAMPLES}, got {config.downsample}")
         c1, c2, c3, c4 = config.channels
         self.config = config
+        pool2 = (2, config.downsample // 2)  # the second stage halves the width only at downsample 4
         self.cnn = nn.Sequential(
             *_conv(1, c1), nn.MaxPool2d(2, 2),
-            *_conv(c1, c2), nn.MaxPool2d(2, 2),
+            *_conv(c1, c2), nn.MaxPool2d(pool2, pool2),
             *_conv(c2, c3), *_conv(c3, c3), nn.MaxPool2d((2, 1), (2, 1)),
             *_conv(c3, c4), *_conv(c4, c4), nn.MaxPool2d((2, 1), (2, 1)),
         )
@@ -111,10 +115,9 @@ class CRNN(nn.Module):
         logits = self.head(self.dropout(f))
         return logits.float().log_softmax(-1)
 
-    @staticmethod
-    def output_lengths(widths: torch.Tensor) -> torch.Tensor:
-        """CTC frames per line for input widths in pixels: ``widths // 4``."""
-        return torch.div(widths, DOWNSAMPLE, rounding_mode="floor")
+    def output_lengths(self, widths: torch.Tensor) -> torch.Tensor:
+        """CTC frames per line for input widths in pixels: ``widths // config.downsample``."""
+        return torch.div(widths, self.config.downsample, rounding_mode="floor")
 
 
 def widen_lstm(model: CRNN, hidden: int, seed: int = 0) -> CRNN:

@@ -101,7 +101,7 @@ class Recognizer:
             idx = order[start: start + batch_size]
             batch, widths = collate([images[i] for i in idx])
             x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
-            frames = CRNN.output_lengths(torch.from_numpy(widths))
+            frames = self.model.output_lengths(torch.from_numpy(widths))
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                 log_probs = self.model(x, frames)  # each line's own frames: batch-independent
             lp = log_probs.float().cpu().numpy()

@@ -38,7 +38,7 @@ from ..metrics import score_by_source
 from .codec import Codec
 from .data import LineDataset, LinePack, collate_lines, concat_packs
 from .image import normalize_line
-from .model import CRNN, DOWNSAMPLE, RecognizerConfig, count_parameters, widen_lstm
+from .model import CRNN, RecognizerConfig, count_parameters, widen_lstm
 from .predictor import Recognizer
 from .synth import LineSynthesizer
 
@@ -54,6 +54,7 @@ DEFAULTS = {
     "lstm_hidden": 256,
     "lstm_layers": 2,
     "dropout": 0.2,
+    "downsample": 4,
     "batch_size": 32,
     "lr": 1e-3,
     "weight_decay": 1e-2,
@@ -141,7 +142,7 @@ def ctc_step(model: CRNN, opt: torch.optim.Optimizer, images: torch.Tensor, widt
     CTC loss in float32 (infeasible alignments zeroed), backward, gradient norm clipped at 5, step.
     Returns the batch's mean CTC loss per target character."""
     x = images.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
-    in_lengths = torch.div(widths, DOWNSAMPLE, rounding_mode="floor")
+    in_lengths = model.output_lengths(widths)
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
         # padded, not packed: a packed BiLSTM's backward pass is 1.65x slower per step on this CPU
         # (batch 16, 600 px); reading packed lines with a model trained padded changed dev CER
@@ -187,12 +188,15 @@ def seed_everything(seed: int) -> None:
 
 
 def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: str | None = None,
-          widen_lstm_to: int | None = None, init_dropout: float | None = None) -> dict:
+          widen_lstm_to: int | None = None, init_dropout: float | None = None,
+          init_downsample: int | None = None) -> dict:
     """Run one training; returns the best validation result. See the module docstring.
 
     Fine-tuning (``init_path``) keeps the artifact's codec and architecture, except that
     ``widen_lstm_to`` grows its BiLSTM to that many units per direction without changing what it
-    computes (:func:`ml.recognizer.model.widen_lstm`) and ``init_dropout`` replaces its dropout.
+    computes (:func:`ml.recognizer.model.widen_lstm`), ``init_dropout`` replaces its dropout and
+    ``init_downsample`` its horizontal downsampling (the weights are the same shapes at 2 and 4:
+    only the second stage's pooling changes, so the fine-tuning starts from the trained filters).
     """
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg["seed"])
@@ -207,10 +211,13 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
         mconf = RecognizerConfig.from_dict(init["config"])
         if init_dropout is not None:
             mconf.dropout = init_dropout
+        if init_downsample is not None:
+            mconf.downsample = init_downsample
     else:
         mconf = RecognizerConfig(num_classes=codec.num_classes, height=cfg["height"],
                                  channels=tuple(cfg["channels"]), lstm_hidden=cfg["lstm_hidden"],
-                                 lstm_layers=cfg["lstm_layers"], dropout=cfg["dropout"])
+                                 lstm_layers=cfg["lstm_layers"], dropout=cfg["dropout"],
+                                 downsample=cfg["downsample"])
     model = CRNN(mconf)
     if init is not None:
         model.load_state_dict(init["state_dict"])
@@ -219,8 +226,8 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
             mconf = model.config
             log.info("BiLSTM widened from %d to %d units per direction", init["config"]["lstm_hidden"],
                      widen_lstm_to)
-    elif widen_lstm_to:
-        raise ValueError("--widen-lstm needs --init (a new model takes lstm_hidden from its config)")
+    elif widen_lstm_to or init_downsample:
+        raise ValueError("--widen-lstm and --init-downsample need --init (a new model takes them from its config)")
     model = model.to(dev).to(memory_format=torch.channels_last)
     n_params = count_parameters(model)
 
@@ -333,7 +340,7 @@ def _write_artifact(model, codec, mconf, cfg, out, best, n_params, device) -> No
     version = cfg["version"] or time.strftime("%Y%m%d-%H%M")
     card = {
         "name": "quire-recognizer", "version": version, "architecture": "CNN(4 stages)-BiLSTM-CTC, see ml/recognizer/model.py",
-        "parameters": n_params, "input_height_px": mconf.height, "horizontal_downsampling": DOWNSAMPLE,
+        "parameters": n_params, "input_height_px": mconf.height, "horizontal_downsampling": mconf.downsample,
         "charset_size": len(codec.charset), "charset": codec.charset,
         "training_data": f"real lines {cfg['train_packs']} + synthetic lines (ratio {cfg['synthetic_ratio']}) "
                          f"from {cfg['fonts_dir']} and {cfg['text_file']}",
@@ -381,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--widen-lstm", type=int, metavar="UNITS",
                     help="with --init: grow the BiLSTM to UNITS per direction, function-preserving")
     ap.add_argument("--init-dropout", type=float, metavar="P", help="with --init: use this dropout instead")
+    ap.add_argument("--init-downsample", type=int, choices=(2, 4), metavar="F",
+                    help="with --init: read one CTC frame per F input columns instead (2 or 4)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
@@ -394,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, overrides)
     (args.out).mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps(cfg, indent=2))
-    best = train(cfg, args.out, args.device, args.resume, args.init, args.widen_lstm, args.init_dropout)
+    best = train(cfg, args.out, args.device, args.resume, args.init, args.widen_lstm, args.init_dropout,
+                 args.init_downsample)
     print(json.dumps(best))
     return 0
 
