@@ -28,6 +28,15 @@ The shipped model (``ml/configs/recognizer_cpu.json``) is a smaller variant trai
 height 32, channels (16, 32, 64, 96), BiLSTM(192) × 2, 1.75 M parameters; one training step on 16
 lines takes 0.25 s on one CPU thread against 0.80 s for the default above, which is what let it
 see about 20 epochs in a session. At height 32 a median character is about 8 px wide: 2 CTC frames.
+
+``downsample=2`` (``RecognizerConfig.downsample``) pools the second stage in height only (2 × 1):
+one CTC frame per 2 input columns, the same weight shapes, about twice the compute in stages 3–4
+and the BiLSTM. Measured with the downsample-4 CPU model on the dev lines: Hooker's median line has
+2.0 frames per character (10 % under 1.5), and its lines under 2 frames per character read at 29–41 %
+CER against 24 % for the others; CTC needs a frame per character plus one between repeated
+letters. The shipped model rebuilt at 2 and fine-tuned 105 minutes read the dev line crops better
+(Copiste 11.9 → 11.0 %, Hooker 29.4 → 28.4 %) but the pipeline's crops of detected lines worse, so
+it was not shipped (docs/TRAINING.md).
 """
 from __future__ import annotations
 
