@@ -188,15 +188,15 @@ def seed_everything(seed: int) -> None:
 
 
 def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: str | None = None,
-          widen_lstm_to: int | None = None, init_dropout: float | None = None,
-          init_downsample: int | None = None) -> dict:
+          widen_lstm_to: int | None = None, init_config: dict | None = None) -> dict:
     """Run one training; returns the best validation result. See the module docstring.
 
     Fine-tuning (``init_path``) keeps the artifact's codec and architecture, except that
     ``widen_lstm_to`` grows its BiLSTM to that many units per direction without changing what it
-    computes (:func:`ml.recognizer.model.widen_lstm`), ``init_dropout`` replaces its dropout and
-    ``init_downsample`` its horizontal downsampling (the weights are the same shapes at 2 and 4:
+    computes (:func:`ml.recognizer.model.widen_lstm`) and ``init_config`` replaces fields of its
+    :class:`RecognizerConfig` that leave the weights' shapes alone (``dropout``; ``downsample``:
     only the second stage's pooling changes, so the fine-tuning starts from the trained filters).
+    Raises ValueError for either without ``init_path``.
     """
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg["seed"])
@@ -208,11 +208,7 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
     init = load_artifact(init_path, "recognizer") if init_path else None
     codec = build_codec(packs, init)
     if init is not None:
-        mconf = RecognizerConfig.from_dict(init["config"])
-        if init_dropout is not None:
-            mconf.dropout = init_dropout
-        if init_downsample is not None:
-            mconf.downsample = init_downsample
+        mconf = RecognizerConfig.from_dict({**init["config"], **(init_config or {})})
     else:
         mconf = RecognizerConfig(num_classes=codec.num_classes, height=cfg["height"],
                                  channels=tuple(cfg["channels"]), lstm_hidden=cfg["lstm_hidden"],
@@ -226,8 +222,9 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
             mconf = model.config
             log.info("BiLSTM widened from %d to %d units per direction", init["config"]["lstm_hidden"],
                      widen_lstm_to)
-    elif widen_lstm_to or init_downsample:
-        raise ValueError("--widen-lstm and --init-downsample need --init (a new model takes them from its config)")
+    elif widen_lstm_to or init_config:
+        raise ValueError("--widen-lstm, --init-dropout and --init-downsample need --init "
+                         "(a new model takes them from its config)")
     model = model.to(dev).to(memory_format=torch.channels_last)
     n_params = count_parameters(model)
 
@@ -403,8 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, overrides)
     (args.out).mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps(cfg, indent=2))
-    best = train(cfg, args.out, args.device, args.resume, args.init, args.widen_lstm, args.init_dropout,
-                 args.init_downsample)
+    init_config = {k: v for k, v in (("dropout", args.init_dropout), ("downsample", args.init_downsample))
+                   if v is not None}
+    best = train(cfg, args.out, args.device, args.resume, args.init, args.widen_lstm, init_config)
     print(json.dumps(best))
     return 0
 

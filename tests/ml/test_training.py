@@ -68,9 +68,9 @@ def test_fine_tuning_can_widen_the_bilstm_change_dropout_and_downsampling(packs,
     assert (a.model.config.downsample, b.model.config.downsample) == (4, 2)
     assert b.card["horizontal_downsampling"] == 2
     assert b.model.config.channels == a.model.config.channels
-    for flag in ("--widen-lstm", "--init-downsample"):
+    for option in (["--widen-lstm", "48"], ["--init-downsample", "2"]):
         with pytest.raises(ValueError, match="need --init"):
-            main(_args(packs, tmp_path / "fresh", 2) + [flag, "2" if flag == "--init-downsample" else "48"])
+            main(_args(packs, tmp_path / "fresh", 2) + option)
 
 
 def test_batches_cover_each_epoch_once_and_replay_with_the_seed():
