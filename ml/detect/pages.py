@@ -138,3 +138,29 @@ def read_pages_index(path: str | Path) -> list[dict]:
                 ln["handwritten"] = hw[key]
         pages.append({"image": str(base / p["image"]), "source": p.get("source", ""), "lines": lines})
     return pages
+
+
+def read_pages_jsonl(path: str | Path) -> list[dict]:
+    """Pages of a ``pages.jsonl`` file (format of ``../shared/data/train/pages/pages.jsonl``: one page
+    per row with its lines' ``id, text, handwritten, polygon, baseline`` inline; image paths relative
+    to the split folder, the file's parent's parent). Returns dicts like :func:`read_pages_index`."""
+    path = Path(path)
+    base = path.parent.parent
+    pages = []
+    for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            p = json.loads(raw)
+            lines = [_finish(ln["id"], ln.get("polygon"), ln.get("baseline"), ln.get("text", ""),
+                             bool(ln.get("handwritten", True))) for ln in p["lines"]]
+            pages.append({"image": str(base / p["image"]), "source": p.get("source", ""),
+                          "lines": [ln for ln in lines if ln is not None]})
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}:{n}: malformed page record ({exc})") from exc
+    return pages
+
+
+def read_pages(path: str | Path) -> list[dict]:
+    """Pages of a ``pages.json`` index or a ``pages.jsonl`` file (chosen by the suffix)."""
+    return read_pages_jsonl(path) if str(path).endswith(".jsonl") else read_pages_index(path)

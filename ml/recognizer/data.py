@@ -74,37 +74,58 @@ def load_gray(path: str | Path) -> np.ndarray:
         return np.asarray(im.convert("L"))
 
 
-def _crop_polygon(rec: LineRecord, scale: float) -> list[list[int]] | None:
-    """The record's polygon in the pixels of its crop resized by ``scale``."""
+class PackWriter:
+    """Writes a line pack into ``out_dir`` (created), one line at a time; use as a context manager.
+
+    ``add(gray, record)`` resizes the (h, w) uint8 line image to ``height`` pixels (aspect kept),
+    stores it as WebP at ``quality`` and writes ``record`` (``id, text, source, lang,
+    handwritten``) with its ``offset, length, width``; ``polygon`` (in the line image's pixels, or
+    None) is scaled along. Raises ValueError if an image cannot be encoded.
+    """
+
+    def __init__(self, out_dir: str | Path, height: int, quality: int = 75):
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.height, self.quality, self.count = height, quality, 0
+        self._blob = open(out_dir / "lines.bin", "wb")
+        self._index = open(out_dir / "index.jsonl", "w", encoding="utf-8")
+
+    def add(self, gray: np.ndarray, record: dict, polygon: list | None = None) -> None:
+        img = resize_to_height(gray, self.height)
+        scale = img.shape[0] / gray.shape[0]
+        ok, buf = cv2.imencode(".webp", img, [cv2.IMWRITE_WEBP_QUALITY, self.quality])
+        if not ok:
+            raise ValueError(f"line {record.get('id')}: could not be encoded")
+        offset = self._blob.tell()
+        self._blob.write(buf.tobytes())
+        poly = None if polygon is None else [[int(round(x * scale)), int(round(y * scale))] for x, y in polygon]
+        self._index.write(json.dumps({**record, "offset": offset, "length": len(buf), "width": img.shape[1],
+                                      "polygon": poly}, ensure_ascii=False) + "\n")
+        self.count += 1
+
+    def __enter__(self) -> "PackWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._blob.close()
+        self._index.close()
+
+
+def _crop_polygon(rec: LineRecord) -> list[list[float]] | None:
+    """The record's polygon in the pixels of its crop (None without polygon, bbox and crop scale)."""
     if not (rec.polygon and rec.bbox and rec.crop_scale):
         return None
     x0, y0 = rec.bbox[0], rec.bbox[1]
-    return [[int(round((x - x0) * rec.crop_scale * scale)), int(round((y - y0) * rec.crop_scale * scale))]
-            for x, y in rec.polygon]
+    return [[(x - x0) * rec.crop_scale, (y - y0) * rec.crop_scale] for x, y in rec.polygon]
 
 
 def pack_lines(jsonl: str | Path, out_dir: str | Path, height: int, quality: int = 75) -> int:
     """Write a line pack of ``jsonl`` at ``height`` pixels into ``out_dir``; returns the count."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with open(out_dir / "lines.bin", "wb") as blob, open(out_dir / "index.jsonl", "w", encoding="utf-8") as idx:
+    with PackWriter(out_dir, height, quality) as w:
         for rec in read_lines_jsonl(jsonl):
-            gray = load_gray(rec.image)
-            img = resize_to_height(gray, height)
-            scale = img.shape[0] / gray.shape[0]
-            ok, buf = cv2.imencode(".webp", img, [cv2.IMWRITE_WEBP_QUALITY, quality])
-            if not ok:
-                raise ValueError(f"{rec.image}: could not be encoded")
-            offset = blob.tell()
-            blob.write(buf.tobytes())
-            idx.write(json.dumps({
-                "id": rec.id, "text": rec.text, "source": rec.source, "lang": rec.lang,
-                "handwritten": rec.handwritten, "offset": offset, "length": len(buf),
-                "width": img.shape[1], "polygon": _crop_polygon(rec, scale),
-            }, ensure_ascii=False) + "\n")
-            n += 1
-    return n
+            w.add(load_gray(rec.image), {"id": rec.id, "text": rec.text, "source": rec.source, "lang": rec.lang,
+                                         "handwritten": rec.handwritten}, _crop_polygon(rec))
+        return w.count
 
 
 class LinePack:

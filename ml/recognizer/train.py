@@ -174,6 +174,14 @@ def evaluate_pack(recognizer: Recognizer, pack: LinePack, max_lines: int = 0) ->
     return {"sources": res["sources"], "mean_cer": res["mean_cer"], "lines_per_s": round(len(idx) / elapsed, 1)}
 
 
+def concat_all(packs: list[LinePack]) -> LinePack:
+    """One :class:`LinePack` of ``packs`` in order (a pack listed twice weighs double)."""
+    out = packs[0]
+    for extra in packs[1:]:
+        out = concat_packs(out, extra)
+    return out
+
+
 def build_codec(packs: list[LinePack], init: dict | None) -> Codec:
     """The parent artifact's codec when fine-tuning, else one built from the packs' texts."""
     if init is not None:
@@ -204,7 +212,8 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
     # no cudnn.benchmark: every batch has another width, and benchmarking each new shape made a
     # GPU run 50 times slower (34 lines/s on an H200)
     packs = [LinePack(p) for p in cfg["train_packs"]]
-    dev_pack = LinePack(cfg["dev_pack"])
+    dev_paths = [cfg["dev_pack"]] if isinstance(cfg["dev_pack"], str) else cfg["dev_pack"]
+    dev_pack = concat_all([LinePack(p) for p in dev_paths])
     init = load_artifact(init_path, "recognizer") if init_path else None
     codec = build_codec(packs, init)
     if init is not None:
@@ -229,9 +238,7 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
     n_params = count_parameters(model)
 
     # one real pack (concatenated) + synthetic lines
-    real = packs[0]
-    for extra in packs[1:]:
-        real = concat_packs(real, extra)
+    real = concat_all(packs)
     synth = None
     n_synth = 0
     if cfg["synthetic_ratio"] > 0:
@@ -377,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("lr", "time_budget", "synthetic_ratio"):
         ap.add_argument("--" + key.replace("_", "-"), type=float, dest=key)
     ap.add_argument("--train-packs", nargs="+", dest="train_packs")
-    ap.add_argument("--dev-pack", dest="dev_pack")
+    ap.add_argument("--dev-pack", nargs="+", dest="dev_pack",
+                    help="dev line pack(s); several are scored as one (give their lines distinct sources)")
     ap.add_argument("--fonts-dir", dest="fonts_dir")
     ap.add_argument("--text-file", dest="text_file")
     ap.add_argument("--version")
