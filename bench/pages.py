@@ -81,26 +81,11 @@ def score_page(pred: list[tuple[list, str]], gt_lines: list[dict]) -> dict:
 
     Returns ``{"tp", "fp", "fn", "reference", "prediction", "scored_pred"}``.
     """
-    import numpy as np
-
-    from ml.detect.metrics import _inside_fraction, page_counts, poly_bbox
+    from ml.detect.metrics import page_counts
 
     gt = [dict(g, scored=bool(g["handwritten"]) and bool(g["text"].strip())) for g in gt_lines]
     c = page_counts([p for p, _ in pred], gt)
-    matched = {i: j for i, j, _ in c["matches"]}
-    # the area covered by the ground truth, as page_counts builds it (boxes grown by half a median height)
-    boxes = [poly_bbox(g["polygon"]) for g in gt]
-    cover = []
-    if boxes:
-        grow = 0.5 * float(np.median([b[3] - b[1] for b in boxes]))
-        cover = [[b[0] - grow, b[1] - grow, b[2] + grow, b[3] + grow] for b in boxes]
-    scored_pred = []
-    for i, (poly, text) in enumerate(pred):
-        if i in matched:
-            if gt[matched[i]]["scored"]:
-                scored_pred.append((poly, text))
-        elif _inside_fraction(poly_bbox(poly), cover) > 0.5:
-            scored_pred.append((poly, text))
+    scored_pred = [pred[i] for i in c["scored_pred"]]
     reference = page_text([(g["polygon"], g["text"]) for g in gt if g["scored"]])
     return {"tp": c["tp"], "fp": c["fp"], "fn": c["fn"], "reference": reference,
             "prediction": page_text(scored_pred), "scored_pred": len(scored_pred)}

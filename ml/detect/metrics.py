@@ -50,7 +50,8 @@ def greedy_match(pred_boxes, gt_boxes, thr: float = 0.5) -> list[tuple[int, int,
 def page_counts(pred_polys, gt_lines, thr: float = 0.5) -> dict:
     """Counts for one page. ``gt_lines``: dicts with ``polygon`` and optional ``scored`` (default True).
 
-    Returns ``{"tp", "fp", "fn", "matches"}``.
+    Returns ``{"tp", "fp", "fn", "matches", "scored_pred"}``; ``scored_pred`` lists the indices of the
+    predicted lines that are scored (matched to a scored ground-truth line, or false positives).
     """
     gt_boxes = [poly_bbox(g["polygon"]) for g in gt_lines]
     scored = [bool(g.get("scored", True)) for g in gt_lines]
@@ -66,16 +67,19 @@ def page_counts(pred_polys, gt_lines, thr: float = 0.5) -> dict:
     else:
         cover = []
     tp = fp = 0
+    scored_pred = []
     for i, pb in enumerate(pred_boxes):
         if i in matched_p:
             if scored[matched_p[i]]:
                 tp += 1
+                scored_pred.append(i)
             continue
         if _inside_fraction(pb, cover) <= 0.5:
             continue  # mostly outside the area of the ground truth: not scored
         fp += 1
+        scored_pred.append(i)
     fn = sum(1 for j in range(len(gt_lines)) if scored[j] and j not in matched_g)
-    return {"tp": tp, "fp": fp, "fn": fn, "matches": matches}
+    return {"tp": tp, "fp": fp, "fn": fn, "matches": matches, "scored_pred": scored_pred}
 
 
 def _inside_fraction(box, cover) -> float:

@@ -130,9 +130,11 @@ def test_metrics_greedy_match_and_unscored():
           {"polygon": [[0, 40], [100, 40], [100, 60], [0, 60]], "scored": False}]
     preds = [[[0, 0], [100, 0], [100, 20], [0, 20]],  # tp
              [[0, 40], [100, 40], [100, 60], [0, 60]],  # matches an unscored line: ignored
-             [[0, 500], [100, 500], [100, 520], [0, 520]]]  # outside the gt area: ignored
+             [[0, 500], [100, 500], [100, 520], [0, 520]],  # outside the gt area: ignored
+             [[0, 22], [30, 22], [30, 38], [0, 38]]]  # between the lines, matched to none: fp
     c = page_counts(preds, gt)
-    assert (c["tp"], c["fp"], c["fn"]) == (1, 0, 0)
+    assert (c["tp"], c["fp"], c["fn"]) == (1, 1, 0)
+    assert c["scored_pred"] == [0, 3]  # the predictions whose text page CER scores
 
 
 def test_prepare_rejects_bad_input_and_pads():
