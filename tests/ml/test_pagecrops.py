@@ -83,7 +83,7 @@ def test_packs_the_detected_lines_of_a_real_page_with_their_ground_truth(tmp_pat
     rec = Recognizer.load()
     preds = rec.recognize([pack[i] for i in range(len(pack))])
     refs = " ".join(r["text"] for r in pack.records)
-    assert cer(refs, " ".join(p.text for p in preds)) < 0.3  # measured 0.18 (20261130-cpu3, greedy)
+    assert cer(refs, " ".join(p.text for p in preds)) < 0.3  # measured 0.167 (20261130-cpu5-pc, greedy; cpu3 0.176)
 
     gt_counts = pack_page_crops(PAGES, tmp_path / "gt", 48, detector, ground_truth_polygons=True)
     assert gt_counts["packed"] == 8
