@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from ml.detect.evaluate import evaluate
-from ml.detect.metrics import page_counts, prf
+from ml.detect.metrics import is_scored, page_counts, prf
 from ml.detect.pages import read_pages_index
 
 LONG = 1024
@@ -63,7 +63,7 @@ def evaluate_classical(pages_json: str) -> dict:
         t = time.perf_counter()
         polys = classical_lines(gray)
         secs.append(time.perf_counter() - t)
-        gt = [dict(g, scored=g["handwritten"] and bool(g["text"].strip())) for g in p["lines"]]
+        gt = [dict(g, scored=is_scored(g)) for g in p["lines"]]
         c = page_counts(polys, gt)
         agg = counts.setdefault(p["source"], [0, 0, 0])
         for i, key in enumerate(("tp", "fp", "fn")):

@@ -81,9 +81,9 @@ def score_page(pred: list[tuple[list, str]], gt_lines: list[dict]) -> dict:
 
     Returns ``{"tp", "fp", "fn", "reference", "prediction", "scored_pred"}``.
     """
-    from ml.detect.metrics import page_counts
+    from ml.detect.metrics import is_scored, page_counts
 
-    gt = [dict(g, scored=bool(g["handwritten"]) and bool(g["text"].strip())) for g in gt_lines]
+    gt = [dict(g, scored=is_scored(g)) for g in gt_lines]
     c = page_counts([p for p, _ in pred], gt)
     scored_pred = [pred[i] for i in c["scored_pred"]]
     reference = page_text([(g["polygon"], g["text"]) for g in gt if g["scored"]])

@@ -17,7 +17,7 @@ import warnings
 import cv2
 
 from ml.detect import LineDetector
-from ml.detect.metrics import page_counts, prf
+from ml.detect.metrics import is_scored, page_counts, prf
 from ml.detect.pages import read_pages_index
 
 
@@ -34,7 +34,7 @@ def evaluate(pages_json: str, model: str | None = None, device: str = "cpu", det
             warnings.simplefilter("ignore")
             lines = det.detect(gray)
         sec = time.perf_counter() - t
-        gt = [dict(g, scored=g["handwritten"] and bool(g["text"].strip())) for g in p["lines"]]
+        gt = [dict(g, scored=is_scored(g)) for g in p["lines"]]
         c = page_counts([ln.polygon for ln in lines], gt)
         agg = counts.setdefault(p["source"], [0, 0, 0])
         for i, k in enumerate(("tp", "fp", "fn")):

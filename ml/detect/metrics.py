@@ -12,6 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def is_scored(gt_line: dict) -> bool:
+    """A ground-truth line counts in the scores: handwritten (typed Stanford lines are not) and with text."""
+    return bool(gt_line.get("handwritten", True)) and bool(gt_line.get("text", "").strip())
+
+
 def poly_bbox(poly) -> list[float]:
     p = np.asarray(poly, float).reshape(-1, 2)
     return [float(p[:, 0].min()), float(p[:, 1].min()), float(p[:, 0].max()), float(p[:, 1].max())]

@@ -232,9 +232,7 @@ def train(args: argparse.Namespace) -> dict:
     """Train, evaluate on dev, write the artifact; returns the dev summary."""
     torch.manual_seed(args.seed)
     packs = [LinePack(p) for p in args.train_packs]
-    pack = packs[0]
-    for extra in packs[1:]:
-        pack = concat_packs(pack, extra)
+    pack = concat_packs(*packs)
     fonts = printed_fonts(args.printed_fonts)
     printed = LineSynthesizer(None, args.text_file, CHARSET, fonts=fonts, augment=augment_printed,
                               word_jitter=0.02, spacing=(0.9, 1.3))

@@ -145,12 +145,17 @@ class LinePack:
         return cv2.imdecode(self.blob[r["offset"]: r["offset"] + r["length"]], cv2.IMREAD_GRAYSCALE)
 
 
-def concat_packs(a: LinePack, b: LinePack) -> LinePack:
-    """One :class:`LinePack` holding the lines of ``a`` then those of ``b`` (in memory)."""
+def concat_packs(*packs: LinePack) -> LinePack:
+    """One :class:`LinePack` holding the lines of ``packs`` in order (in memory; a pack given twice
+    weighs double). Raises ValueError without packs."""
+    if not packs:
+        raise ValueError("no line packs to concatenate")
     merged = LinePack.__new__(LinePack)
-    shift = len(a.blob)
-    merged.records = a.records + [dict(r, offset=r["offset"] + shift) for r in b.records]
-    merged.blob = np.concatenate([a.blob, b.blob])
+    merged.records, shift = [], 0
+    for p in packs:
+        merged.records += [dict(r, offset=r["offset"] + shift) for r in p.records]
+        shift += len(p.blob)
+    merged.blob = np.concatenate([p.blob for p in packs])
     return merged
 
 

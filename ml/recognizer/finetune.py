@@ -121,9 +121,7 @@ def finetune(parent_artifact: str | Path, train_packs: list[str | Path], heldout
     packs = [LinePack(p) for p in train_packs]
     if not packs or not sum(len(p) for p in packs):
         raise ValueError("no training lines")
-    real = packs[0]
-    for extra in packs[1:]:
-        real = concat_packs(real, extra)
+    real = concat_packs(*packs)
     synth = None
     n_synth = 0
     if synthetic_ratio > 0 and fonts_dir and text_file:

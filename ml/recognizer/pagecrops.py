@@ -28,7 +28,7 @@ import cv2
 
 from ml.crop import crop_line
 from ml.detect import LineDetector
-from ml.detect.metrics import greedy_match, poly_bbox
+from ml.detect.metrics import greedy_match, is_scored, poly_bbox
 from ml.detect.pages import read_pages
 
 from .data import PackWriter
@@ -48,7 +48,7 @@ def matched_lines(detected: list, gt_lines: list[dict], min_iou: float = 0.5,
     """(detected line, ground-truth line) pairs: one-to-one greedy IoU matches of the boxes at
     ``min_iou``, kept when the boxes' x-ranges cover ``min_x_cover`` of each other (the wider
     box's width). Ground-truth lines that are not handwritten or have no text are left out."""
-    gts = [g for g in gt_lines if g.get("handwritten", True) and g.get("text", "").strip()]
+    gts = [g for g in gt_lines if is_scored(g)]
     gt_boxes = [poly_bbox(g["polygon"]) for g in gts]
     det_boxes = [list(d.bbox) for d in detected]
     out = []
@@ -77,7 +77,7 @@ def pack_page_crops(pages_path: str | Path, out_dir: str | Path, height: int = 4
             gray = cv2.imread(page["image"], cv2.IMREAD_GRAYSCALE)
             if gray is None:
                 raise FileNotFoundError(page["image"])
-            gts = [g for g in page["lines"] if g.get("handwritten", True) and g.get("text", "").strip()]
+            gts = [g for g in page["lines"] if is_scored(g)]
             counts["pages"] += 1
             counts["ground_truth"] += len(gts)
             if ground_truth_polygons:

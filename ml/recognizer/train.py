@@ -174,14 +174,6 @@ def evaluate_pack(recognizer: Recognizer, pack: LinePack, max_lines: int = 0) ->
     return {"sources": res["sources"], "mean_cer": res["mean_cer"], "lines_per_s": round(len(idx) / elapsed, 1)}
 
 
-def concat_all(packs: list[LinePack]) -> LinePack:
-    """One :class:`LinePack` of ``packs`` in order (a pack listed twice weighs double)."""
-    out = packs[0]
-    for extra in packs[1:]:
-        out = concat_packs(out, extra)
-    return out
-
-
 def build_codec(packs: list[LinePack], init: dict | None) -> Codec:
     """The parent artifact's codec when fine-tuning, else one built from the packs' texts."""
     if init is not None:
@@ -213,7 +205,7 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
     # GPU run 50 times slower (34 lines/s on an H200)
     packs = [LinePack(p) for p in cfg["train_packs"]]
     dev_paths = [cfg["dev_pack"]] if isinstance(cfg["dev_pack"], str) else cfg["dev_pack"]
-    dev_pack = concat_all([LinePack(p) for p in dev_paths])
+    dev_pack = concat_packs(*[LinePack(p) for p in dev_paths])
     init = load_artifact(init_path, "recognizer") if init_path else None
     codec = build_codec(packs, init)
     if init is not None:
@@ -238,7 +230,7 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
     n_params = count_parameters(model)
 
     # one real pack (concatenated) + synthetic lines
-    real = concat_all(packs)
+    real = concat_packs(*packs)
     synth = None
     n_synth = 0
     if cfg["synthetic_ratio"] > 0:
