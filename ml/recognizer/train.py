@@ -38,7 +38,7 @@ from ..metrics import score_by_source
 from .codec import Codec
 from .data import LineDataset, LinePack, collate_lines, concat_packs
 from .image import normalize_line
-from .model import CRNN, RecognizerConfig, count_parameters, widen_lstm
+from .model import CRNN, RecognizerConfig, count_parameters, widen_cnn, widen_lstm
 from .predictor import Recognizer
 from .synth import LineSynthesizer
 
@@ -188,12 +188,14 @@ def seed_everything(seed: int) -> None:
 
 
 def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: str | None = None,
-          widen_lstm_to: int | None = None, init_config: dict | None = None) -> dict:
+          widen_lstm_to: int | None = None, init_config: dict | None = None,
+          widen_cnn_to: tuple[int, ...] | None = None) -> dict:
     """Run one training; returns the best validation result. See the module docstring.
 
     Fine-tuning (``init_path``) keeps the artifact's codec and architecture, except that
     ``widen_lstm_to`` grows its BiLSTM to that many units per direction without changing what it
-    computes (:func:`ml.recognizer.model.widen_lstm`) and ``init_config`` replaces fields of its
+    computes (:func:`ml.recognizer.model.widen_lstm`), ``widen_cnn_to`` grows its convolutional stages
+    to those channel counts in the same way (:func:`ml.recognizer.model.widen_cnn`) and ``init_config`` replaces fields of its
     :class:`RecognizerConfig` that leave the weights' shapes alone (``dropout``; ``downsample``:
     only the second stage's pooling changes, so the fine-tuning starts from the trained filters).
     Raises ValueError for either without ``init_path``.
@@ -223,8 +225,12 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
             mconf = model.config
             log.info("BiLSTM widened from %d to %d units per direction", init["config"]["lstm_hidden"],
                      widen_lstm_to)
-    elif widen_lstm_to or init_config:
-        raise ValueError("--widen-lstm, --init-dropout and --init-downsample need --init "
+        if widen_cnn_to:
+            model = widen_cnn(model, widen_cnn_to, cfg["seed"])
+            mconf = model.config
+            log.info("CNN widened from %s to %s channels", init["config"]["channels"], list(widen_cnn_to))
+    elif widen_lstm_to or widen_cnn_to or init_config:
+        raise ValueError("--widen-lstm, --widen-cnn, --init-dropout and --init-downsample need --init "
                          "(a new model takes them from its config)")
     model = model.to(dev).to(memory_format=torch.channels_last)
     n_params = count_parameters(model)
@@ -384,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, help="torch CPU threads")
     ap.add_argument("--widen-lstm", type=int, metavar="UNITS",
                     help="with --init: grow the BiLSTM to UNITS per direction, function-preserving")
+    ap.add_argument("--widen-cnn", type=int, nargs=4, metavar=("C1", "C2", "C3", "C4"),
+                    help="with --init: grow the four convolutional stages to these channels, function-preserving")
     ap.add_argument("--init-dropout", type=float, metavar="P", help="with --init: use this dropout instead")
     ap.add_argument("--init-downsample", type=int, choices=(2, 4), metavar="F",
                     help="with --init: read one CTC frame per F input columns instead (2 or 4)")
@@ -402,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "config.json").write_text(json.dumps(cfg, indent=2))
     init_config = {k: v for k, v in (("dropout", args.init_dropout), ("downsample", args.init_downsample))
                    if v is not None}
-    best = train(cfg, args.out, args.device, args.resume, args.init, args.widen_lstm, init_config)
+    best = train(cfg, args.out, args.device, args.resume, args.init, args.widen_lstm, init_config,
+                 tuple(args.widen_cnn) if args.widen_cnn else None)
     print(json.dumps(best))
     return 0
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ml.recognizer.codec import Codec
 from ml.recognizer.data import collate_lines, load_gray
 from ml.recognizer.image import normalize_line
-from ml.recognizer.model import CRNN, RecognizerConfig, widen_lstm
+from ml.recognizer.model import CRNN, RecognizerConfig, widen_cnn, widen_lstm
 from ml.recognizer.predictor import Recognizer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -101,6 +101,36 @@ def test_widening_the_bilstm_keeps_the_function_and_the_new_units_learn():
     assert new_out.abs().sum() > 0
     with pytest.raises(ValueError, match="must exceed"):
         widen_lstm(model, 16)
+
+
+def test_widening_the_cnn_keeps_the_function_and_the_new_channels_learn():
+    """widen_cnn adds channels whose outgoing weights are zero: with trained-looking batch-norm
+    statistics the log-probabilities are unchanged, and one training step gives the weights out of
+    the new channels (next convolution, BiLSTM input) a gradient, so they do not stay dead."""
+    import pytest
+
+    torch.manual_seed(0)
+    model = CRNN(RecognizerConfig(num_classes=12, height=32, channels=(8, 8, 16, 16), lstm_hidden=16))
+    x = torch.rand(2, 1, 32, 120)
+    model.train()
+    with torch.no_grad():  # move the running statistics off their defaults
+        for _ in range(3):
+            model(x)
+    model.eval()
+    wide = widen_cnn(model, (8, 12, 24, 20)).eval()
+    assert wide.config.channels == (8, 12, 24, 20) and wide.rnn.input_size == 20 * 2
+    lengths = torch.tensor([30, 20])
+    with torch.no_grad():
+        assert (model(x, lengths) - wide(x, lengths)).abs().max() < 1e-5
+    wide.train()
+    loss = F.ctc_loss(wide(x, lengths), torch.tensor([[1, 2, 3], [4, 5, 6]]), lengths, torch.tensor([3, 3]))
+    loss.backward()
+    assert wide.rnn.weight_ih_l0.grad[:, 32:].abs().sum() > 0  # from the new stage-4 channels
+    conv3 = [m for m in wide.cnn if isinstance(m, torch.nn.Conv2d)][2]
+    assert conv3.weight.grad[:16, 8:].abs().sum() > 0  # old stage-3 channels from new stage-2 ones
+    for bad in [(8, 8, 16, 16), (8, 4, 16, 16), (8, 8, 16)]:
+        with pytest.raises(ValueError, match="widen_cnn"):
+            widen_cnn(model, bad)
 
 
 def test_downsampling_two_gives_one_frame_per_two_columns_from_the_same_weights():

@@ -55,20 +55,20 @@ def test_fine_tuning_keeps_the_parent_codec_and_architecture(packs, tmp_path):
     assert a.model.config == b.model.config
 
 
-def test_fine_tuning_can_widen_the_bilstm_change_dropout_and_downsampling(packs, tmp_path):
+def test_fine_tuning_can_widen_the_bilstm_and_cnn_change_dropout_and_downsampling(packs, tmp_path):
     parent = tmp_path / "parent"
     main(_args(packs, parent, 2))
     child = tmp_path / "child"
     main(_args(packs, child, 2) + ["--init", str(parent / "recognizer.pt"), "--widen-lstm", "48",
-                                  "--init-dropout", "0.05", "--init-downsample", "2"])
+                                  "--widen-cnn", "8", "16", "24", "40", "--init-dropout", "0.05", "--init-downsample", "2"])
     a, b = Recognizer.load(parent / "recognizer.pt"), Recognizer.load(child / "recognizer.pt")
     assert a.codec.charset == b.codec.charset
     assert (a.model.config.lstm_hidden, b.model.config.lstm_hidden) == (32, 48)
     assert b.model.config.dropout == 0.05
     assert (a.model.config.downsample, b.model.config.downsample) == (4, 2)
     assert b.card["horizontal_downsampling"] == 2
-    assert b.model.config.channels == a.model.config.channels
-    for option in (["--widen-lstm", "48"], ["--init-downsample", "2"]):
+    assert (a.model.config.channels, b.model.config.channels) == ((8, 16, 16, 32), (8, 16, 24, 40))
+    for option in (["--widen-lstm", "48"], ["--widen-cnn", "8", "16", "24", "40"], ["--init-downsample", "2"]):
         with pytest.raises(ValueError, match="need --init"):
             main(_args(packs, tmp_path / "fresh", 2) + option)
 
