@@ -4,8 +4,9 @@ synthetic lines, and their mixture.
 A *line pack* is a compact copy of a ``lines.jsonl`` set at the recognizer's input height, so that
 training data can travel (to a GPU machine) and load fast: ``index.jsonl`` (one record per line:
 ``id, text, source, lang, handwritten, offset, length, width, polygon``) and ``lines.bin`` (the
-line images as concatenated JPEG files, quality 92). ``polygon`` is the line's ground-truth polygon
-in the packed image's pixels (or null), used to mask neighbours' strokes like the inference crops do.
+line images as concatenated WebP files, quality 75). ``polygon`` is the line's ground-truth polygon
+in the packed image's pixels, simplified to 1 px (or null), used to mask neighbours' strokes like
+the inference crops do.
 """
 from __future__ import annotations
 
@@ -74,6 +75,17 @@ def load_gray(path: str | Path) -> np.ndarray:
         return np.asarray(im.convert("L"))
 
 
+def simplify_polygon(polygon: list, tolerance: float = 1.0) -> list[list[int]]:
+    """Integer polygon with the points that change its outline by under ``tolerance`` pixels dropped
+    (Douglas-Peucker, ``cv2.approxPolyDP``); the input itself, rounded, if fewer than 3 points would
+    remain. The datasets' line polygons follow the ink closely (50 points for a short line); at a
+    pack's 48 px, 1 px tolerance keeps 54 % of the points and makes the train pack's index 3 MB smaller
+    (7.7 → 4.6 MB with compact JSON), which the GPU machine's 64 MiB carry needs."""
+    pts = np.round(np.asarray(polygon, dtype=np.float64)).astype(np.int32)
+    simple = cv2.approxPolyDP(pts.reshape(-1, 1, 2), tolerance, True).reshape(-1, 2)
+    return (simple if len(simple) >= 3 else pts).tolist()
+
+
 class PackWriter:
     """Writes a line pack into ``out_dir`` (created), one line at a time; use as a context manager.
 
@@ -98,9 +110,9 @@ class PackWriter:
             raise ValueError(f"line {record.get('id')}: could not be encoded")
         offset = self._blob.tell()
         self._blob.write(buf.tobytes())
-        poly = None if polygon is None else [[int(round(x * scale)), int(round(y * scale))] for x, y in polygon]
+        poly = None if polygon is None else simplify_polygon([[x * scale, y * scale] for x, y in polygon])
         self._index.write(json.dumps({**record, "offset": offset, "length": len(buf), "width": img.shape[1],
-                                      "polygon": poly}, ensure_ascii=False) + "\n")
+                                      "polygon": poly}, ensure_ascii=False, separators=(",", ":")) + "\n")
         self.count += 1
 
     def __enter__(self) -> "PackWriter":

@@ -2,11 +2,12 @@
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
-from ml.recognizer.data import LinePack, pack_lines
+from ml.recognizer.data import LinePack, pack_lines, simplify_polygon
 from ml.recognizer.predictor import Recognizer
 from ml.recognizer.train import BucketBatchSampler, load_config, main
 
@@ -98,3 +99,18 @@ def test_pack_round_trip(packs):
     img = pack[0]
     assert img.dtype == np.uint8 and img.shape[0] == 32
     assert pack.records[0]["polygon"] is None or len(pack.records[0]["polygon"]) >= 3
+
+
+def test_simplify_polygon_drops_points_within_the_tolerance_only():
+    # a box whose top edge wobbles by half a pixel, and one point 5 px off it that must stay
+    top = [[x, 10 + (x % 2) * 0.5] for x in range(0, 101, 5)]
+    poly = top + [[100, 40], [50, 45], [0, 40]]
+    simple = simplify_polygon(poly)
+    assert len(simple) < len(poly) and [50, 45] in simple
+    assert all(isinstance(v, int) for pt in simple for v in pt)
+    mask_a, mask_b = np.zeros((60, 110), np.uint8), np.zeros((60, 110), np.uint8)
+    cv2.fillPoly(mask_a, [np.round(np.array(poly)).astype(np.int32)], 1)
+    cv2.fillPoly(mask_b, [np.array(simple, np.int32)], 1)
+    assert np.abs(mask_a.astype(int) - mask_b).sum() < 0.02 * mask_a.sum()
+    # too few points left: the rounded input comes back
+    assert simplify_polygon([[0, 0], [10, 0.2], [20, 0]]) == [[0, 0], [10, 0], [20, 0]]
