@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packs the training data a lent GPU machine needs into .gpu_data/ (git-ignored, about 60 MB, under
+# Packs the training data a lent GPU machine needs into .gpu_data/ (git-ignored, about 63 MiB, under
 # the device tool's 64 MiB limit): recognizer line packs (train, dev) at 48 px, a font subset, a text
 # subset and the detector's page pack. Reads ../shared/data.
 set -euo pipefail
@@ -9,6 +9,12 @@ DATA=${DATA:-../shared/data}
 mkdir -p .gpu_data
 [ -f .gpu_data/rec_train/index.jsonl ] || $PY -m ml.recognizer.pack --jsonl "$DATA/train/lines.jsonl" --out .gpu_data/rec_train
 [ -f .gpu_data/rec_dev/index.jsonl ] || $PY -m ml.recognizer.pack --jsonl "$DATA/dev/lines.jsonl" --out .gpu_data/rec_dev
+# the page pipeline's own crops of the train and dev pages (the shipped detector's lines matched to the
+# ground truth, docs/TRAINING.md "Trained on the pipeline's crops")
+[ -f .gpu_data/rec_train_pagecrops/index.jsonl ] || $PY -m ml.recognizer.pagecrops \
+    --pages "$DATA/train/pages/pages.jsonl" --out .gpu_data/rec_train_pagecrops
+[ -f .gpu_data/rec_dev_pagecrops/index.jsonl ] || $PY -m ml.recognizer.pagecrops \
+    --pages "$DATA/dev/pages/pages.json" --out .gpu_data/rec_dev_pagecrops --source-suffix @pages
 # fonts: the first file of every family under 200 KB (the regular weight), with licences and the manifest
 $PY - "$DATA/fonts" .gpu_data/fonts <<'PY'
 import json, shutil, sys
