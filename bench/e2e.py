@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not args.token:
         raise SystemExit("--token (or QUIRE_TOKEN) is required: `make run` prints one")
+    if not Path(args.pages).is_file():
+        raise SystemExit(f"no pages index at {args.pages} (the dev set lives in ../shared/data): pass "
+                         "--pages, e.g. --pages tests/fixtures/pages/pages.json for the bundled page")
     base = args.url.rstrip("/")
     sys.path.insert(0, str(ROOT))
 
