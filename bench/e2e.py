@@ -138,18 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not args.token:
         raise SystemExit("--token (or QUIRE_TOKEN) is required: `make run` prints one")
-    if not Path(args.pages).is_file():
-        raise SystemExit(f"no pages index at {args.pages} (the dev set lives in ../shared/data): pass "
-                         "--pages, e.g. --pages tests/fixtures/pages/pages.json for the bundled page")
     base = args.url.rstrip("/")
     sys.path.insert(0, str(ROOT))
 
-    from bench.pages import pick_pages
+    from bench.pages import pick_pages, require_pages_index
     from ml.detect.metrics import prf
     from ml.detect.pages import read_pages_index
     from ml.metrics import ErrorRate
 
-    pages = pick_pages(read_pages_index(args.pages), args.limit)
+    pages = pick_pages(read_pages_index(require_pages_index(args.pages)), args.limit)
     print(f"{len(pages)} pages → {base}", file=sys.stderr)
 
     def one(p: dict, job: dict | None = None, t0: float | None = None, took: float | None = None) -> dict:

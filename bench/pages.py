@@ -60,6 +60,15 @@ def pick_pages(pages: list[dict], limit: int | None) -> list[dict]:
     return out
 
 
+def require_pages_index(path: str | Path) -> str:
+    """``path`` if it is a file, else SystemExit with a message naming ``--pages`` (a fresh clone has
+    no ``../shared/data``; the bundled page's index is ``tests/fixtures/pages/pages.json``)."""
+    if not Path(path).is_file():
+        raise SystemExit(f"no pages index at {path} (the dev set lives in ../shared/data): pass "
+                         "--pages, e.g. --pages tests/fixtures/pages/pages.json for the bundled page")
+    return str(path)
+
+
 def _center(poly) -> tuple[float, float]:
     from ml.detect.metrics import poly_bbox
 
@@ -159,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     from ml.detect.pages import read_pages_index
     from ml.metrics import ErrorRate
 
-    pages = pick_pages(read_pages_index(args.pages), args.limit)
+    pages = pick_pages(read_pages_index(require_pages_index(args.pages)), args.limit)
     engines = make_engines([e.strip() for e in args.engines.split(",") if e.strip()], args)
     load0 = os.getloadavg()
     print(f"{len(pages)} pages from {args.pages}; load average {load0[0]:.2f}", file=sys.stderr)

@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="lm: beam search with the shipped character language model")
     args = ap.parse_args(argv)
 
+    from bench.pages import require_pages_index
+
+    pages_json = require_pages_index(args.pages)
     import torch
 
     from ml.pipeline import PagePipeline
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for p in page_images(args.pages):
+    for p in page_images(pages_json):
         result, sec = transcribe(pipeline, p["image"])
         xml = out_dir / (Path(p["image"]).stem + ".xml")
         xml.write_bytes(page_xml(result, p["image"]))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packs the training data a lent GPU machine needs into .gpu_data/ (git-ignored, about 63 MiB, under
-# the device tool's 64 MiB limit): recognizer line packs (train, dev) at 48 px, a font subset, a text
-# subset and the detector's page pack. Reads ../shared/data.
+# the device tool's 64 MiB limit): recognizer line packs (train, dev, and the page pipeline's crops of
+# the train and dev pages) at 48 px, a font subset, a text subset and the detector's page pack. Reads
+# ../shared/data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

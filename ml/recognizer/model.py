@@ -129,6 +129,14 @@ class CRNN(nn.Module):
         return torch.div(widths, self.config.downsample, rounding_mode="floor")
 
 
+def _rebuilt(model: CRNN, seed: int, **changes) -> tuple[CRNN, dict, dict]:
+    """A freshly initialised (seeded) :class:`CRNN` with ``changes`` to ``model``'s config, and the two
+    state dicts, for the widening functions to copy the old weights into the new tensors in place."""
+    torch.manual_seed(seed)
+    new = CRNN(RecognizerConfig.from_dict({**model.config.to_dict(), **changes}))
+    return new, model.state_dict(), new.state_dict()
+
+
 def widen_lstm(model: CRNN, hidden: int, seed: int = 0) -> CRNN:
     """A copy of ``model`` whose BiLSTM has ``hidden`` units per direction instead of
     ``model.config.lstm_hidden``, computing exactly the same function (up to float rounding).
@@ -147,10 +155,7 @@ def widen_lstm(model: CRNN, hidden: int, seed: int = 0) -> CRNN:
     old_h = model.config.lstm_hidden
     if hidden <= old_h:
         raise ValueError(f"widen_lstm: new hidden size {hidden} must exceed the current {old_h}")
-    torch.manual_seed(seed)
-    conf = RecognizerConfig.from_dict({**model.config.to_dict(), "lstm_hidden": hidden})
-    new = CRNN(conf)
-    old_sd, new_sd = model.state_dict(), new.state_dict()
+    new, old_sd, new_sd = _rebuilt(model, seed, lstm_hidden=hidden)
     # positions of the old units' outputs inside a bidirectional layer's output [forward | backward]
     old_cols = torch.cat([torch.arange(old_h), hidden + torch.arange(old_h)])
     # rows of the old units in the stacked gates (i, f, g, o), each block ``hidden`` rows high
@@ -202,9 +207,7 @@ def widen_cnn(model: CRNN, channels: tuple[int, ...], seed: int = 0) -> CRNN:
     if len(channels) != len(old_c) or any(n < o for n, o in zip(channels, old_c)) or channels == old_c:
         raise ValueError(f"widen_cnn: channels {channels} must be 4 counts, none below the current {old_c}, "
                          "at least one above")
-    torch.manual_seed(seed)
-    new = CRNN(RecognizerConfig.from_dict({**model.config.to_dict(), "channels": list(channels)}))
-    old_sd, new_sd = model.state_dict(), new.state_dict()
+    new, old_sd, new_sd = _rebuilt(model, seed, channels=list(channels))
     old_feat = old_c[-1] * (model.config.height // 16)  # flattened (C, H) features, channel-major
     with torch.no_grad():
         for name, w in new_sd.items():

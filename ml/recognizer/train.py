@@ -194,8 +194,9 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
 
     Fine-tuning (``init_path``) keeps the artifact's codec and architecture, except that
     ``widen_lstm_to`` grows its BiLSTM to that many units per direction without changing what it
-    computes (:func:`ml.recognizer.model.widen_lstm`), ``widen_cnn_to`` grows its convolutional stages
-    to those channel counts in the same way (:func:`ml.recognizer.model.widen_cnn`) and ``init_config`` replaces fields of its
+    computes (:func:`ml.recognizer.model.widen_lstm`), ``widen_cnn_to`` grows its convolutional
+    stages to those channel counts in the same way (:func:`ml.recognizer.model.widen_cnn`) and
+    ``init_config`` replaces fields of its
     :class:`RecognizerConfig` that leave the weights' shapes alone (``dropout``; ``downsample``:
     only the second stage's pooling changes, so the fine-tuning starts from the trained filters).
     Raises ValueError for either without ``init_path``.
@@ -411,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     init_config = {k: v for k, v in (("dropout", args.init_dropout), ("downsample", args.init_downsample))
                    if v is not None}
     best = train(cfg, args.out, args.device, args.resume, args.init, args.widen_lstm, init_config,
-                 tuple(args.widen_cnn) if args.widen_cnn else None)
+                 widen_cnn_to=tuple(args.widen_cnn) if args.widen_cnn else None)
     print(json.dumps(best))
     return 0
 
