@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from .augment import augment_real
 from .codec import Codec, nfc
 from .image import collate as collate_images
-from .image import normalize_line, resize_to_height
+from .image import is_tight, normalize_line, resize_to_height, stretch_width
 
 log = logging.getLogger(__name__)
 
@@ -204,11 +204,17 @@ class LineDataset(Dataset):
         augment: apply :func:`ml.recognizer.augment.augment_real` to real lines.
         mask_prob: probability of masking a real line outside its polygon.
         seed: base seed of the per-sample generators.
+        downsample: the model's horizontal downsampling factor (input columns per CTC frame).
+        tight_stretch: lines with fewer than ``TIGHT_FRAMES_PER_CHAR`` frames per character of
+            their text are stretched horizontally by this factor, as the recognizer reads them
+            (:data:`ml.recognizer.image.TIGHT_STRETCH`); 1.0 leaves them as they are.
     """
 
     def __init__(self, pack: LinePack | None, codec: Codec, height: int, synthesizer=None,
-                 n_synthetic: int = 0, augment: bool = True, mask_prob: float = 0.5, seed: int = 0):
+                 n_synthetic: int = 0, augment: bool = True, mask_prob: float = 0.5, seed: int = 0,
+                 downsample: int = 4, tight_stretch: float = 1.0):
         self.pack, self.codec, self.height = pack, codec, height
+        self.downsample, self.tight_stretch = downsample, tight_stretch
         self.synth, self.n_synth = synthesizer, (n_synthetic if synthesizer is not None else 0)
         self.augment, self.mask_prob, self.seed, self.epoch = augment, mask_prob, seed, 0
         self.n_real = len(pack) if pack is not None else 0
@@ -229,9 +235,16 @@ class LineDataset(Dataset):
                 if rec.get("polygon") and rng.random() < self.mask_prob:
                     img = mask_outside(img, rec["polygon"], rng)
                 img = augment_real(img, rng)
-            return normalize_line(img, self.height), self.targets[i], rec["text"]
+            return self._normalized(img, self.targets[i]), self.targets[i], rec["text"]
         img, text = self.synth.render(rng)
-        return normalize_line(img, self.height), self.codec.encode(text), text
+        target = self.codec.encode(text)
+        return self._normalized(img, target), target, text
+
+    def _normalized(self, img: np.ndarray, target: list[int]) -> np.ndarray:
+        x = normalize_line(img, self.height)
+        if self.tight_stretch != 1.0 and is_tight(x.shape[1] // self.downsample, len(target)):
+            x = stretch_width(x, self.tight_stretch)
+        return x
 
 
 def collate_lines(items):

@@ -16,6 +16,18 @@ WIDTH_MULTIPLE = 4
 MIN_WIDTH = 16
 #: Widest normalised line, in pixels; longer lines are squeezed horizontally.
 MAX_WIDTH = 2400
+#: A line read with fewer CTC frames per character than this is written too tight for the model's
+#: horizontal resolution (CTC needs a frame per character, plus a blank between repeated letters):
+#: the recognizer reads it again stretched (``Recognizer.recognize_normalized``, characters counted
+#: on its first reading) and training stretches it the same way (characters of the ground truth).
+#: With 20261130-cpu6-pc, median frames per character on the dev lines: Hooker 2.1, Copiste 2.6,
+#: Stanford 3.5; 39 % of the 1,343 handwritten dev lines read under 2.2 (swept 2.0–3.0: flat).
+TIGHT_FRAMES_PER_CHAR = 2.2
+#: Horizontal stretch of the second reading of a tight line. The shipped model read every dev line
+#: stretched by 0.85 / 1.0 / 1.2 / 1.4 at 14.5 / 11.4 / 10.7 / 11.2 % CER (Copiste), 32.1 / 28.2 /
+#: 27.5 / 29.4 % (Hooker) and 32.5 / 31.6 / 34.3 / 37.9 % (Stanford, large hands): stretching helps
+#: the tight lines and hurts the wide ones, hence the second reading of the tight lines only.
+TIGHT_STRETCH = 1.2
 
 
 def resize_to_height(gray: np.ndarray, height: int, max_width: int = MAX_WIDTH) -> np.ndarray:
@@ -47,6 +59,25 @@ def normalize_line(gray: np.ndarray, height: int) -> np.ndarray:
     if pad:
         x = np.pad(x, ((0, 0), (0, pad)))
     return x
+
+
+def stretch_width(image: np.ndarray, factor: float, max_width: int = MAX_WIDTH) -> np.ndarray:
+    """A normalised line (H, W) float32 stretched horizontally by ``factor`` (linear interpolation),
+    its width rounded up to a multiple of WIDTH_MULTIPLE and at most ``max_width``. The height is
+    kept. Raises ValueError for a factor that is not positive."""
+    if not factor > 0:
+        raise ValueError(f"stretch factor must be positive, got {factor}")
+    h, w = image.shape
+    new_w = min(max(int(round(w * factor)), MIN_WIDTH), max_width)
+    x = cv2.resize(image, (new_w, h), interpolation=cv2.INTER_LINEAR)
+    pad = (-x.shape[1]) % WIDTH_MULTIPLE
+    return np.pad(x, ((0, 0), (0, pad))) if pad else x
+
+
+def is_tight(frames: int, n_chars: int, frames_per_char: float = TIGHT_FRAMES_PER_CHAR) -> bool:
+    """Whether a line of ``n_chars`` characters read over ``frames`` CTC frames has fewer than
+    ``frames_per_char`` frames per character (False for an empty reading)."""
+    return n_chars > 0 and frames < frames_per_char * n_chars
 
 
 def collate(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

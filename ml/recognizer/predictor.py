@@ -17,7 +17,7 @@ import torch
 from ..artifact import ARTIFACTS_DIR, load_artifact
 from .codec import Codec
 from .decode import beam_decode, greedy_decode
-from .image import collate, normalize_line
+from .image import TIGHT_FRAMES_PER_CHAR, TIGHT_STRETCH, collate, is_tight, normalize_line, stretch_width
 from .model import CRNN, RecognizerConfig
 
 DEFAULT_PATH = ARTIFACTS_DIR / "recognizer.pt"
@@ -51,6 +51,7 @@ class Recognizer:
         self.height = model.config.height
         self.lm, self.lm_alpha, self.lm_beta, self.beam_prune = None, 0.0, 0.0, 1e-3
         self._label_chars = [""] + list(codec.charset)
+        self.tight_frames_per_char, self.tight_stretch = TIGHT_FRAMES_PER_CHAR, TIGHT_STRETCH
 
     def use_lm(self, lm, alpha: float | None = None, beta: float | None = None, prune: float | None = None) -> None:
         """Let beam search (``beam_width`` > 0) fuse the character language model ``lm``
@@ -93,25 +94,47 @@ class Recognizer:
     @torch.inference_mode()
     def recognize_normalized(self, images: Sequence[np.ndarray], batch_size: int = 32, beam_width: int = 0,
                              on_batch: Callable[[int], None] | None = None) -> list[Recognition]:
-        """As :meth:`recognize`, for lines already through :func:`normalize_line`."""
+        """As :meth:`recognize`, for lines already through :func:`normalize_line`.
+
+        A line whose greedy reading has fewer than ``tight_frames_per_char`` CTC frames per
+        character is read a second time stretched by ``tight_stretch`` (:func:`stretch_width`), and
+        that reading is the one decoded (``tight_stretch = 1`` turns the second reading off).
+        Measured on the 1,343 handwritten dev lines with 20261130-cpu6-pc (39 % read twice): greedy
+        CER 11.4 / 28.2 / 31.6 % → 10.5 / 27.3 / 31.8 % (Copiste / Hooker / Stanford), beam 10 +
+        LM 8.4 / 24.1 / 25.9 % → 7.7 / 23.0 / 26.5 %. Each line's reading does not depend on the
+        others in its batch.
+        """
         order = sorted(range(len(images)), key=lambda i: images[i].shape[1])
         out: list[Recognition | None] = [None] * len(images)
         done = 0
         for start in range(0, len(order), batch_size):
             idx = order[start: start + batch_size]
-            batch, widths = collate([images[i] for i in idx])
-            x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
-            frames = self.model.output_lengths(torch.from_numpy(widths))
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                log_probs = self.model(x, frames)  # each line's own frames: batch-independent
-            lp = log_probs.float().cpu().numpy()
-            lengths = frames.tolist()
+            posteriors = self._posteriors([images[i] for i in idx])
+            greedy = [greedy_decode(lp) for lp in posteriors]
+            if self.tight_stretch != 1.0:
+                tight = [j for j, (lp, g) in enumerate(zip(posteriors, greedy))
+                         if is_tight(lp.shape[0], len(g.labels), self.tight_frames_per_char)]
+                if tight:
+                    again = self._posteriors([stretch_width(images[idx[j]], self.tight_stretch) for j in tight])
+                    for j, lp in zip(tight, again):
+                        posteriors[j], greedy[j] = lp, greedy_decode(lp)
             for j, i in enumerate(idx):
-                seq = lp[: lengths[j], j]
-                d = beam_decode(seq, beam_width, self.beam_prune, lm=self.lm, label_chars=self._label_chars,
-                                alpha=self.lm_alpha, beta=self.lm_beta) if beam_width > 0 else greedy_decode(seq)
+                d = beam_decode(posteriors[j], beam_width, self.beam_prune, lm=self.lm,
+                                label_chars=self._label_chars, alpha=self.lm_alpha,
+                                beta=self.lm_beta) if beam_width > 0 else greedy[j]
                 out[i] = Recognition(self.codec.decode(d.labels), d.confidence, d.char_confidences)
             done += len(idx)
             if on_batch is not None:
                 on_batch(done)
         return out  # type: ignore[return-value]
+
+    def _posteriors(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One forward pass over normalised lines: each line's CTC log-probabilities, (T_i, C)
+        float32 numpy, T_i its own frame count."""
+        batch, widths = collate(list(images))
+        x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
+        frames = self.model.output_lengths(torch.from_numpy(widths))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            log_probs = self.model(x, frames)  # each line's own frames: batch-independent
+        lp = log_probs.float().cpu().numpy()
+        return [lp[:n, j] for j, n in enumerate(frames.tolist())]

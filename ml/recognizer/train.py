@@ -10,6 +10,10 @@ on the dev pack; the corpus CER per source (handwritten lines only) and their me
 the best model by mean CER is written as an artifact (``recognizer.pt`` + ``recognizer.md``).
 ``last.pt`` holds the full training state for ``--resume``.
 
+Lines written too tight for the model's resolution (fewer than ``TIGHT_FRAMES_PER_CHAR`` CTC frames
+per character of their ground truth) are stretched by ``tight_stretch`` (default
+:data:`ml.recognizer.image.TIGHT_STRETCH`, as the recognizer reads them; 1.0: off).
+
 Learning rate: linear warm-up over the first ``warmup`` fraction, then cosine decay to
 ``lr * final_lr_ratio``; progress is ``max(step / steps, elapsed / time_budget)``, so a run bounded
 by wall-clock time still completes its schedule.
@@ -37,7 +41,7 @@ from ..artifact import code_commit, load_artifact, save_artifact, utc_now, write
 from ..metrics import score_by_source
 from .codec import Codec
 from .data import LineDataset, LinePack, collate_lines, concat_packs
-from .image import normalize_line
+from .image import TIGHT_STRETCH, normalize_line
 from .model import CRNN, RecognizerConfig, count_parameters, widen_cnn, widen_lstm
 from .predictor import Recognizer
 from .synth import LineSynthesizer
@@ -64,6 +68,7 @@ DEFAULTS = {
     "time_budget": 0,
     "synthetic_ratio": 0.3,
     "mask_prob": 0.5,
+    "tight_stretch": TIGHT_STRETCH,
     "eval_every": 1000,
     "eval_max_lines": 0,
     "workers": 2,
@@ -244,7 +249,8 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
         synth = LineSynthesizer(cfg["fonts_dir"], cfg["text_file"], codec.charset)
         n_synth = int(len(real) * cfg["synthetic_ratio"] / (1 - cfg["synthetic_ratio"]))
     ds = LineDataset(real, codec, mconf.height, synth, n_synth, augment=True,
-                     mask_prob=cfg["mask_prob"], seed=cfg["seed"])
+                     mask_prob=cfg["mask_prob"], seed=cfg["seed"], downsample=mconf.downsample,
+                     tight_stretch=cfg["tight_stretch"])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     step, best, start_epoch, elapsed_before = 0, None, 0, 0.0
     history: list[dict] = []
@@ -380,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init", help="fine-tune from this recognizer artifact (keeps its codec and architecture)")
     for key in ("steps", "batch_size", "workers", "eval_every", "eval_max_lines", "seed"):
         ap.add_argument("--" + key.replace("_", "-"), type=int, dest=key)
-    for key in ("lr", "time_budget", "synthetic_ratio"):
+    for key in ("lr", "time_budget", "synthetic_ratio", "tight_stretch"):
         ap.add_argument("--" + key.replace("_", "-"), type=float, dest=key)
     ap.add_argument("--train-packs", nargs="+", dest="train_packs")
     ap.add_argument("--dev-pack", nargs="+", dest="dev_pack",
