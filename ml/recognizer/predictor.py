@@ -100,9 +100,9 @@ class Recognizer:
         character is read a second time stretched by ``tight_stretch`` (:func:`stretch_width`), and
         that reading is the one decoded (``tight_stretch = 1`` turns the second reading off).
         Measured on the 1,343 handwritten dev lines with 20261130-cpu6-pc (39 % read twice): greedy
-        CER 11.4 / 28.2 / 31.6 % → 10.5 / 27.3 / 31.8 % (Copiste / Hooker / Stanford), beam 10 +
-        LM 8.4 / 24.1 / 25.9 % → 7.7 / 23.0 / 26.5 %. Each line's reading does not depend on the
-        others in its batch.
+        CER 11.4 / 28.2 / 31.8 % → 10.5 / 27.2 / 32.0 % (Copiste / Hooker / Stanford), beam 10 +
+        LM 8.3 / 24.1 / 26.0 % → 7.9 / 23.0 / 26.4 % (docs/TRAINING.md). Each line's reading does
+        not depend on the others in its batch.
         """
         order = sorted(range(len(images)), key=lambda i: images[i].shape[1])
         out: list[Recognition | None] = [None] * len(images)
