@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from .augment import augment_real
 from .codec import Codec, nfc
 from .image import collate as collate_images
-from .image import is_tight, normalize_line, resize_to_height, stretch_width
+from .image import TIGHT_STRETCH, is_tight, normalize_line, resize_to_height, stretch_width
 
 log = logging.getLogger(__name__)
 
@@ -207,12 +207,12 @@ class LineDataset(Dataset):
         downsample: the model's horizontal downsampling factor (input columns per CTC frame).
         tight_stretch: lines with fewer than ``TIGHT_FRAMES_PER_CHAR`` frames per character of
             their text are stretched horizontally by this factor, as the recognizer reads them
-            (:data:`ml.recognizer.image.TIGHT_STRETCH`); 1.0 leaves them as they are.
+            (default :data:`ml.recognizer.image.TIGHT_STRETCH`); 1.0 leaves them as they are.
     """
 
     def __init__(self, pack: LinePack | None, codec: Codec, height: int, synthesizer=None,
                  n_synthetic: int = 0, augment: bool = True, mask_prob: float = 0.5, seed: int = 0,
-                 downsample: int = 4, tight_stretch: float = 1.0):
+                 downsample: int = 4, tight_stretch: float = TIGHT_STRETCH):
         self.pack, self.codec, self.height = pack, codec, height
         self.downsample, self.tight_stretch = downsample, tight_stretch
         self.synth, self.n_synth = synthesizer, (n_synthetic if synthesizer is not None else 0)

@@ -28,7 +28,7 @@ from ..artifact import code_commit, load_artifact, save_artifact, utc_now, write
 from ..metrics import score_by_source
 from .codec import Codec
 from .data import LineDataset, LinePack, collate_lines, concat_packs, load_gray, read_lines_jsonl
-from .image import TIGHT_STRETCH, normalize_line
+from .image import normalize_line
 from .model import CRNN, RecognizerConfig, count_parameters
 from .predictor import Recognizer
 from .train import ctc_step, lr_factor, seed_everything
@@ -130,7 +130,7 @@ def finetune(parent_artifact: str | Path, train_packs: list[str | Path], heldout
         synth = LineSynthesizer(fonts_dir, text_file, codec.charset)
         n_synth = max(1, int(len(real) * synthetic_ratio / (1 - synthetic_ratio)))
     ds = LineDataset(real, codec, mconf.height, synth, n_synth, augment=True, mask_prob=0.5, seed=seed,
-                     downsample=mconf.downsample, tight_stretch=TIGHT_STRETCH)
+                     downsample=mconf.downsample)
     unknown = dict(codec.unknown)
     val_images, val_records = load_lines(heldout_jsonl, mconf.height)
     if not val_records:

@@ -54,11 +54,13 @@ def stretch_contrast(gray: np.ndarray) -> np.ndarray:
 def normalize_line(gray: np.ndarray, height: int) -> np.ndarray:
     """Full stem: (h, w) uint8 → (height, w') float32 in [0, 1], ink = 1, w' a multiple of
     WIDTH_MULTIPLE."""
-    x = stretch_contrast(resize_to_height(gray, height))
+    return _pad_to_multiple(stretch_contrast(resize_to_height(gray, height)))
+
+
+def _pad_to_multiple(x: np.ndarray) -> np.ndarray:
+    """(H, W) → (H, W') with blank (zero) columns on the right, W' the next multiple of WIDTH_MULTIPLE."""
     pad = (-x.shape[1]) % WIDTH_MULTIPLE
-    if pad:
-        x = np.pad(x, ((0, 0), (0, pad)))
-    return x
+    return np.pad(x, ((0, 0), (0, pad))) if pad else x
 
 
 def stretch_width(image: np.ndarray, factor: float, max_width: int = MAX_WIDTH) -> np.ndarray:
@@ -69,9 +71,7 @@ def stretch_width(image: np.ndarray, factor: float, max_width: int = MAX_WIDTH) 
         raise ValueError(f"stretch factor must be positive, got {factor}")
     h, w = image.shape
     new_w = min(max(int(round(w * factor)), MIN_WIDTH), max_width)
-    x = cv2.resize(image, (new_w, h), interpolation=cv2.INTER_LINEAR)
-    pad = (-x.shape[1]) % WIDTH_MULTIPLE
-    return np.pad(x, ((0, 0), (0, pad))) if pad else x
+    return _pad_to_multiple(cv2.resize(image, (new_w, h), interpolation=cv2.INTER_LINEAR))
 
 
 def is_tight(frames: int, n_chars: int, frames_per_char: float = TIGHT_FRAMES_PER_CHAR) -> bool:
