@@ -3,7 +3,7 @@ from the same artifact.
 
     python -m ml.recognizer.average --like runs/a/recognizer.pt \
         --checkpoints runs/a/snaps/e14.pt runs/a/snaps/e16.pt runs/b/last.pt \
-        --train-packs .gpu_data/rec_train [--bn-lines 2048] \
+        [--bn-lines 2048 --train-packs .gpu_data/rec_train] \
         [--dev-pack .gpu_data/rec_dev] --out runs/avg/recognizer.pt [--version V]
 
 Method. The floating-point weights of the checkpoints are averaged uniformly, as stochastic weight
@@ -11,11 +11,12 @@ averaging does along one run (Izmailov et al. 2018, "Averaging Weights Leads to 
 Better Generalization") and a "uniform soup" does across fine-tunings of one pre-trained model
 (Wortsman et al. 2022, "Model soups: averaging weights of multiple fine-tuned models improves
 accuracy without increasing inference time"). Both need the checkpoints to lie in one basin of the
-loss: checkpoints of one run late in its schedule, or runs started from the same ``--init``. The
-averaged network's batch-normalisation statistics are not the average of the checkpoints'; they
-are re-estimated by a forward pass over training lines (SWA's ``bn_update``), here real lines of
-the train packs with the training augmentation. The result is an ordinary recognizer artifact: the
-same architecture and speed as each checkpoint.
+loss: checkpoints of one run late in its schedule, or runs started from the same ``--init``.
+Batch-normalisation statistics are averaged like the weights by default; ``--bn-lines N``
+re-estimates them instead by a forward pass over N real training lines with the training
+augmentation (SWA's ``bn_update``). On the dev lines re-estimation moved Hooker and Stanford by about
+a point in opposite directions, also for a single checkpoint (docs/TRAINING.md, "Ninth session").
+The result is an ordinary recognizer artifact: the same architecture and speed as each checkpoint.
 
 Inputs are training states (``last.pt``, snapshots of it: ``{"model": state_dict, "step": ...}``)
 or recognizer artifacts; ``--like`` gives the architecture, codec and model card to start from.
@@ -40,7 +41,6 @@ from .predictor import Recognizer
 
 log = logging.getLogger(__name__)
 
-BN_LINES = 2048  # training lines whose batch-norm statistics the averaged model gets
 BN_BATCH = 32
 
 
@@ -151,15 +151,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--like", required=True, help="recognizer artifact: architecture, codec and card")
     ap.add_argument("--checkpoints", nargs="+", required=True, help="training states or artifacts")
-    ap.add_argument("--train-packs", nargs="+", required=True, help="line packs for the batch-norm statistics")
-    ap.add_argument("--bn-lines", type=int, default=BN_LINES,
-                    help="training lines for the batch-norm statistics; 0 averages the checkpoints' statistics")
+    ap.add_argument("--bn-lines", type=int, default=0,
+                    help="re-estimate the batch-norm statistics on this many training lines (default 0: "
+                         "average the checkpoints' statistics)")
+    ap.add_argument("--train-packs", nargs="+", help="line packs for --bn-lines")
     ap.add_argument("--dev-pack", nargs="+", help="score the result (greedy) and record it in the card")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--version")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int)
     args = ap.parse_args(argv)
+    if args.bn_lines > 0 and not args.train_packs:
+        ap.error("--bn-lines needs --train-packs")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -178,9 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     card.update({
         "version": version, "code_commit": code_commit(), "date": utc_now(), "command": " ".join(sys.argv),
         "averaged_from": [f"{p} (step {s})" for p, s in zip(args.checkpoints, steps)],
-        "averaging": f"uniform weight average (SWA, Izmailov et al. 2018; model soups, Wortsman et al. "
-                     f"2022), batch-norm statistics re-estimated on {n} augmented training lines "
-                     f"(ml/recognizer/average.py)",
+        "averaging": "uniform weight average (SWA, Izmailov et al. 2018; model soups, Wortsman et al. 2022), "
+                     + (f"batch-norm statistics re-estimated on {n} augmented training lines" if n else
+                        "batch-norm statistics averaged") + " (ml/recognizer/average.py)",
     })
     if args.dev_pack:
         from .train import evaluate_pack

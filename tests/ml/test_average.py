@@ -91,11 +91,10 @@ def test_read_weights_takes_training_states_and_artifacts(two_runs, tmp_path):
         read_weights(tmp_path / "missing.pt")
 
 
-def test_the_cli_writes_an_artifact_of_the_averaged_weights(two_runs, tmp_path):
+def test_the_cli_writes_an_artifact_of_the_averaged_weights(two_runs, tmp_path, capsys):
     a, b = two_runs / "a" / "last.pt", two_runs / "b" / "last.pt"
     out = tmp_path / "avg.pt"
     assert main(["--like", str(two_runs / "a" / "recognizer.pt"), "--checkpoints", str(a), str(b),
-                 "--train-packs", str(two_runs / "pack"), "--bn-lines", "0",
                  "--dev-pack", str(two_runs / "pack"), "--out", str(out), "--version", "t-avg"]) == 0
     rec = Recognizer.load(out)
     assert rec.version == "t-avg" and len(rec.card["averaged_from"]) == 2
@@ -110,5 +109,10 @@ def test_the_cli_writes_an_artifact_of_the_averaged_weights(two_runs, tmp_path):
     assert main(["--like", str(two_runs / "a" / "recognizer.pt"), "--checkpoints", str(a), str(b),
                  "--train-packs", str(two_runs / "pack"), "--bn-lines", "8", "--out", str(out2)]) == 0
     rec2 = Recognizer.load(out2)
-    assert rec2.card["averaging"].startswith("uniform weight average")
+    assert "re-estimated on 8 augmented training lines" in rec2.card["averaging"]
+    assert rec.card["averaging"].endswith("batch-norm statistics averaged (ml/recognizer/average.py)")
     assert len(rec2.recognize([torch.zeros(20, 60, dtype=torch.uint8).numpy() + 255])) == 1
+    with pytest.raises(SystemExit):  # re-estimating needs training lines
+        main(["--like", str(two_runs / "a" / "recognizer.pt"), "--checkpoints", str(a),
+              "--bn-lines", "8", "--out", str(tmp_path / "x.pt")])
+    assert "--bn-lines needs --train-packs" in capsys.readouterr().err
