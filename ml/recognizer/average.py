@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from ..artifact import code_commit, load_artifact, save_artifact, utc_now, write_card_markdown
 from .codec import Codec
@@ -96,10 +97,10 @@ def average_state_dicts(state_dicts: Sequence[dict[str, torch.Tensor]]) -> dict[
     return out
 
 
-@torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> int:
     """Re-estimate every batch-norm layer's running mean and variance as the plain average over
-    ``batches`` (momentum None), the other layers in eval mode (no dropout).
+    ``batches``, with ``torch.optim.swa_utils.update_bn`` (SWA's ``bn_update``). The batch norms sit
+    in the CNN only, ahead of dropout and the BiLSTM, so the lines' own lengths are not needed.
 
     Args:
         model: a :class:`CRNN`; left in eval mode.
@@ -108,25 +109,16 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[tuple[torch.Tensor
     Returns the number of lines seen. Raises ValueError when ``batches`` is empty (the statistics
     would be left reset).
     """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    model.eval()
-    for m in bns:
-        m.train()
     seen = 0
-    device = next(model.parameters()).device
-    try:
-        for images, widths in batches:
-            x = images.to(device).contiguous(memory_format=torch.channels_last)
-            model(x, model.output_lengths(widths))
-            seen += images.shape[0]
-    finally:
-        for m, mom in zip(bns, saved):
-            m.momentum = mom
-        model.eval()
+
+    def images():
+        nonlocal seen
+        for x, _ in batches:
+            seen += x.shape[0]
+            yield x.contiguous(memory_format=torch.channels_last)
+
+    model.eval()
+    update_bn(images(), model, device=next(model.parameters()).device)
     if not seen:
         raise ValueError("no training lines to re-estimate the batch-norm statistics on")
     return seen
