@@ -1,11 +1,17 @@
 """Line recognition side by side: Quire's recognizer vs Tesseract 5 and RapidOCR on the same dev lines.
 
     python -m bench.recognizer [--model ml/artifacts/recognizer.pt] [--beam 8] [--no-lm] [--limit 100] \\
-        [--threads 2] [--engines quire,tesseract,rapidocr] [--lines ../shared/data/dev/lines.jsonl]
+        [--threads 2] [--engines quire,tesseract,rapidocr] [--lines ../shared/data/dev/lines.jsonl] \
+        [--crop band|box]
 
 One run, the same lines for every engine: the handwritten lines of ``--lines`` (``handwritten ==
 true``: the typed/printed Stanford lines are neither run nor scored). ``--limit N`` takes N lines
 spread evenly over the file (every source stays in) for smoke tests.
+
+Every engine reads the same line image files. ``--crop band`` (default) first cuts each line along
+the band around its ground-truth baseline (:func:`ml.recognizer.data.line_image`, as
+``ml.recognizer.evaluate`` reads lines) into PNG files in a temporary folder, outside the timings;
+``--crop box`` gives every engine the dataset's crops as they are.
 
 Engines (issue 3, "Targets"):
 
@@ -66,6 +72,26 @@ def score(records: list, texts: list[str]) -> dict:
         return {"cer": round(a.cer, 4), "wer": round(a.wer, 4), "lines": a.lines, "chars": a.chars}
 
     return {"sources": {s: row(a) for s, a in sorted(acc.items())}, "all": row(total)}
+
+
+def cut_lines(records: list, crop: str, folder: Path) -> list:
+    """``records`` with each image cut as ``crop`` says, written as PNG into ``folder`` (the records
+    as they are for ``box``); the returned records carry no geometry, so every reader takes the
+    files as they are."""
+    import dataclasses
+
+    import cv2
+
+    from ml.recognizer.data import line_image
+
+    if crop == "box":
+        return list(records)
+    out = []
+    for i, r in enumerate(records):
+        path = folder / f"{i:05d}.png"
+        cv2.imwrite(str(path), line_image(r, crop))
+        out.append(dataclasses.replace(r, image=path, polygon=None, baseline=None, bbox=None, crop_scale=None))
+    return out
 
 
 def run_quire(records: list, model: str | None, beams: list[int], threads: int, batch_size: int,
@@ -187,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads for our recognizer (default 2)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--engines", default="quire,tesseract,rapidocr", help="comma list of engines to run")
+    ap.add_argument("--crop", choices=("band", "box"), default="band",
+                    help="the line images every engine reads: cut along the baseline band (default) or the dataset's crops")
     ap.add_argument("--out", default=str(OUT_DIR / "recognizer.json"), help="JSON result path")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -200,8 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(engines) - {"quire", "tesseract", "rapidocr"}
     if unknown:
         raise SystemExit(f"unknown engine(s): {', '.join(sorted(unknown))}")
+    with tempfile.TemporaryDirectory(prefix="quire-bench-lines-") as tmp:
+        return run(args, engines, cut_lines(records, args.crop, Path(tmp)))
+
+
+def run(args, engines: list[str], records: list) -> int:
+    """``engines`` on ``records`` (cut as ``--crop`` says), the tables and the JSON."""
     load0 = os.getloadavg()
-    print(f"{len(records)} handwritten lines from {args.lines}; load average {load0[0]:.2f}", file=sys.stderr)
+    print(f"{len(records)} handwritten lines from {args.lines} ({args.crop} crops); load average {load0[0]:.2f}", file=sys.stderr)
     results: dict = {}
     for e in engines:
         t = time.perf_counter()
@@ -228,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"lines_file": str(args.lines), "lines": len(records), "limit": args.limit, "threads": args.threads,
+    meta = {"lines_file": str(args.lines), "lines": len(records), "crop": args.crop, "limit": args.limit,
+            "threads": args.threads,
             "load_average_start": [round(x, 2) for x in load0],
             "load_average_end": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

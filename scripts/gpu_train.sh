@@ -2,7 +2,7 @@
 # The one command a lent GPU machine runs (see README, "Training on a GPU"): trains the recognizer and
 # the detector side by side for BUDGET seconds, then measures GPU inference throughput, and leaves
 # weights, model cards and logs in $OUT. Needs .gpu_data/ and .whl/ (scripts/make_gpu_data.sh) carried along:
-#   device run: command "OUT=$OUT bash scripts/gpu_train.sh", carry [".gpu_data", ".whl"], timeout_s 590
+#   device run: command "OUT=$OUT bash scripts/gpu_train.sh", carry [".gpu_data/rec_train", ".gpu_data/rec_dev", ".gpu_data/rec_train_pagecrops", ".gpu_data/rec_dev_pagecrops", ".gpu_data/fonts", ".gpu_data/text", ".gpu_data/detector", ".whl"], timeout_s 590
 set -u
 OUT=${OUT:-runs/gpu_out}
 BUDGET=${BUDGET:-480}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Packs the training data a lent GPU machine needs into .gpu_data/ (git-ignored, about 63 MiB, under
-# the device tool's 64 MiB limit): recognizer line packs (train, dev, and the page pipeline's crops of
+# Packs the training data a lent GPU machine needs into .gpu_data/ (git-ignored; what the GPU run reads
+# is about 63 MiB, under the device tool's 64 MiB limit, scripts/gpu_train.sh names the folders): recognizer line packs (train, dev, and the page pipeline's crops of
 # the train and dev pages) at 48 px, a font subset, a text subset and the detector's page pack. Reads
 # ../shared/data.
 set -euo pipefail
@@ -10,6 +10,12 @@ DATA=${DATA:-../shared/data}
 mkdir -p .gpu_data
 [ -f .gpu_data/rec_train/index.jsonl ] || $PY -m ml.recognizer.pack --jsonl "$DATA/train/lines.jsonl" --out .gpu_data/rec_train
 [ -f .gpu_data/rec_dev/index.jsonl ] || $PY -m ml.recognizer.pack --jsonl "$DATA/dev/lines.jsonl" --out .gpu_data/rec_dev
+# the same lines cut along the band around their baselines (CPU runs; the GPU carry leaves them out,
+# docs/TRAINING.md "Lines cut along their baseline band")
+[ -f .gpu_data/rec_train_band/index.jsonl ] || $PY -m ml.recognizer.pack --jsonl "$DATA/train/lines.jsonl" \
+    --out .gpu_data/rec_train_band --crop band
+[ -f .gpu_data/rec_dev_band/index.jsonl ] || $PY -m ml.recognizer.pack --jsonl "$DATA/dev/lines.jsonl" \
+    --out .gpu_data/rec_dev_band --crop band
 # the page pipeline's own crops of the train and dev pages (the shipped detector's lines matched to the
 # ground truth, docs/TRAINING.md "Trained on the pipeline's crops")
 [ -f .gpu_data/rec_train_pagecrops/index.jsonl ] || $PY -m ml.recognizer.pagecrops \

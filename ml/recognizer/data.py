@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..crop import baseline_band, crop_line
 from .augment import augment_real
 from .codec import Codec, nfc
 from .image import collate as collate_images
@@ -40,6 +41,7 @@ class LineRecord:
     lang: str
     handwritten: bool
     polygon: list | None = None  # page pixels
+    baseline: list | None = None  # page pixels
     bbox: list | None = None  # page pixels [x0, y0, x1, y1]
     crop_scale: float | None = None  # crop pixels per page pixel
 
@@ -62,7 +64,7 @@ def read_lines_jsonl(path: str | Path) -> list[LineRecord]:
                     id=str(r["id"]), image=path.parent / r["image"], text=nfc(r["text"]),
                     source=r.get("source", "unknown"), lang=r.get("lang", ""),
                     handwritten=bool(r.get("handwritten", True)), polygon=r.get("polygon"),
-                    bbox=r.get("bbox"), crop_scale=r.get("crop_scale"),
+                    baseline=r.get("baseline"), bbox=r.get("bbox"), crop_scale=r.get("crop_scale"),
                 ))
             except (KeyError, TypeError, json.JSONDecodeError) as exc:
                 raise ValueError(f"{path}:{n}: malformed line record ({exc})") from exc
@@ -123,20 +125,52 @@ class PackWriter:
         self._index.close()
 
 
-def _crop_polygon(rec: LineRecord) -> list[list[float]] | None:
-    """The record's polygon in the pixels of its crop (None without polygon, bbox and crop scale)."""
-    if not (rec.polygon and rec.bbox and rec.crop_scale):
+def _to_crop(rec: LineRecord, points: list | None) -> list[list[float]] | None:
+    """Page-pixel ``points`` of ``rec`` in the pixels of its crop (None without them, a bbox and a crop scale)."""
+    if not (points and rec.bbox and rec.crop_scale):
         return None
     x0, y0 = rec.bbox[0], rec.bbox[1]
-    return [[(x - x0) * rec.crop_scale, (y - y0) * rec.crop_scale] for x, y in rec.polygon]
+    return [[(x - x0) * rec.crop_scale, (y - y0) * rec.crop_scale] for x, y in points]
 
 
-def pack_lines(jsonl: str | Path, out_dir: str | Path, height: int, quality: int = 75) -> int:
-    """Write a line pack of ``jsonl`` at ``height`` pixels into ``out_dir``; returns the count."""
+#: How a dataset line is cut: ``box`` reads the record's crop as it is (the bounding box of its
+#: polygon, with whatever of the neighbouring lines it holds); ``band`` cuts the crop along
+#: :func:`ml.crop.baseline_band` of its ground-truth polygon and baseline, straightened (the crop as
+#: it is when the record has no such geometry).
+CROPS = ("band", "box")
+
+
+def line_image(rec: LineRecord, crop: str = "band") -> np.ndarray:
+    """The (h, w) uint8 image of a dataset line, cut as ``crop`` says (:data:`CROPS`).
+
+    Raises ValueError for an unknown ``crop`` and what :func:`load_gray` raises for a missing or
+    unreadable image."""
+    if crop not in CROPS:
+        raise ValueError(f"unknown crop {crop!r}: expected one of {', '.join(CROPS)}")
+    gray = load_gray(rec.image)
+    if crop == "box":
+        return gray
+    polygon, baseline = _to_crop(rec, rec.polygon), _to_crop(rec, rec.baseline)
+    band = baseline_band(polygon, baseline) if polygon and baseline else None
+    if band is None:
+        return gray
+    try:
+        return crop_line(gray, band, baseline, pad=2)
+    except ValueError:  # geometry outside its own crop: read the crop as it is
+        return gray
+
+
+def pack_lines(jsonl: str | Path, out_dir: str | Path, height: int, quality: int = 75,
+               crop: str = "box") -> int:
+    """Write a line pack of ``jsonl`` at ``height`` pixels into ``out_dir``; returns the count.
+
+    ``crop``: how each line is cut (:func:`line_image`); ``box`` lines keep their polygon for the
+    training-time masking, ``band`` lines are masked already."""
     with PackWriter(out_dir, height, quality) as w:
         for rec in read_lines_jsonl(jsonl):
-            w.add(load_gray(rec.image), {"id": rec.id, "text": rec.text, "source": rec.source, "lang": rec.lang,
-                                         "handwritten": rec.handwritten}, _crop_polygon(rec))
+            w.add(line_image(rec, crop), {"id": rec.id, "text": rec.text, "source": rec.source,
+                                          "lang": rec.lang, "handwritten": rec.handwritten},
+                  _to_crop(rec, rec.polygon) if crop == "box" else None)
         return w.count
 
 

@@ -1,7 +1,8 @@
 """Evaluation CLI of the line recognizer.
 
     python -m ml.recognizer.evaluate --lines ../shared/data/dev/lines.jsonl --out preds.tsv \\
-        [--model ml/artifacts/recognizer.pt] [--beam 0] [--lm [PATH]] [--device cpu] [--batch-size 32]
+        [--model ml/artifacts/recognizer.pt] [--beam 0] [--lm [PATH]] [--device cpu] [--batch-size 32] \
+        [--crop band|box]
 
 ``--lm`` decodes with prefix beam search fused with the character language model (default: the
 shipped ``ml/artifacts/charlm.json.gz``; beam width and weights from its card unless ``--beam``).
@@ -11,6 +12,11 @@ Reads any ``lines.jsonl`` in the format of ``../shared/data``, writes the predic
 prints per source the corpus CER and WER (total edits / total reference characters or words, after
 NFC and whitespace collapsing; only lines with ``handwritten == true`` are scored) and the lines
 per second of recognition (image loading excluded).
+
+Each line is read as :func:`ml.recognizer.data.line_image` cuts it (``--crop``): by default along
+the band around its ground-truth baseline (``band``), which leaves out the parts of the
+neighbouring lines that the datasets' bounding-box crops hold; ``--crop box`` reads the crops as
+they are. Records without polygon, baseline, bbox and crop scale are read as they are either way.
 """
 from __future__ import annotations
 
@@ -24,18 +30,19 @@ import torch
 
 from ..artifact import write_card_markdown
 from ..metrics import score_by_source
-from .data import load_gray, read_lines_jsonl
+from .data import CROPS, line_image, read_lines_jsonl
 from .image import normalize_line
 from .lm import CharLM
 from .predictor import DEFAULT_PATH, Recognizer
 
 
 def evaluate_file(recognizer: Recognizer, lines: str | Path, out_tsv: str | Path | None = None,
-                  beam_width: int = 0, batch_size: int = 32) -> dict:
-    """Recognise every record of a ``lines.jsonl``; returns {"sources": {source: {cer, wer, lines,
-    chars}}, "all": {...}, "lines_per_s": float, "lines": int} and writes ``out_tsv`` if given."""
+                  beam_width: int = 0, batch_size: int = 32, crop: str = "band") -> dict:
+    """Recognise every record of a ``lines.jsonl``, each cut as ``crop`` says
+    (:func:`ml.recognizer.data.line_image`); returns {"sources": {source: {cer, wer, lines, chars}},
+    "all": {...}, "lines_per_s": float, "lines": int, "crop": str} and writes ``out_tsv`` if given."""
     records = read_lines_jsonl(lines)
-    images = [normalize_line(load_gray(r.image), recognizer.height) for r in records]
+    images = [normalize_line(line_image(r, crop), recognizer.height) for r in records]
     t = time.perf_counter()
     preds = recognizer.recognize_normalized(images, batch_size=batch_size, beam_width=beam_width)
     elapsed = time.perf_counter() - t
@@ -46,7 +53,7 @@ def evaluate_file(recognizer: Recognizer, lines: str | Path, out_tsv: str | Path
                 f.write(f"{r.id}\t{text}\n")
     res = score_by_source((r.source, r.text, p.text) for r, p in zip(records, preds) if r.handwritten)
     return {"sources": res["sources"], "all": res["all"], "lines_per_s": round(len(records) / elapsed, 1),
-            "lines": len(records)}
+            "lines": len(records), "crop": crop}
 
 
 def decoding_label(recognizer: Recognizer, beam_width: int) -> str:
@@ -58,17 +65,19 @@ def decoding_label(recognizer: Recognizer, beam_width: int) -> str:
 
 def update_card(path: str | Path, lines: str | Path, res: dict, decoding: str) -> None:
     """Write an evaluation into the artifact's card (key ``evaluation``: per-source CER/WER on
-    ``lines``) and rewrite the Markdown card beside it; weights are left as they are."""
+    ``lines``, with the decoding and the crop) and rewrite the Markdown card beside it; weights are
+    left as they are. Box-crop results are keyed apart (``... [box crops]``)."""
     path = Path(path)
     data = torch.load(path, map_location="cpu", weights_only=True)
     name = Path(lines).parent.name or str(lines)
+    crop = res.get("crop", "band")
+    suffix = ("" if decoding == "greedy" else f" ({decoding})") + (" [box crops]" if crop == "box" else "")
     data["card"].setdefault("evaluation", {})
     data["card"]["evaluation"] = {
         **data["card"]["evaluation"],
-        **{f"{name}/{s}" + ("" if decoding == "greedy" else f" ({decoding})"): {**v, "decoding": decoding}
-           for s, v in res["sources"].items()},
+        **{f"{name}/{s}{suffix}": {**v, "decoding": decoding, "crop": crop} for s, v in res["sources"].items()},
     }
-    speed_key = f"{name}_cpu_lines_per_s" + ("" if decoding == "greedy" else f" ({decoding})")
+    speed_key = f"{name}_cpu_lines_per_s{suffix}"
     data["card"][speed_key] = res["lines_per_s"]
     tmp = path.with_suffix(".tmp")
     torch.save(data, tmp)
@@ -86,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="fuse a character language model in beam search (no PATH: the shipped one)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--crop", choices=CROPS, default="band",
+                    help="cut each line along the band around its baseline (default) or read the box crop as it is")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument("--update-card", action="store_true",
                     help="record the result in the artifact's model card (and its .md beside it)")
@@ -96,14 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         lm = CharLM.load(args.lm or None)
         rec.use_lm(lm)
         beam = beam or lm.decoding["beam_width"]
-    res = evaluate_file(rec, args.lines, args.out, beam, args.batch_size)
+    res = evaluate_file(rec, args.lines, args.out, beam, args.batch_size, args.crop)
     decoding = decoding_label(rec, beam)
     if args.update_card:
         update_card(args.model or DEFAULT_PATH, args.lines, res, decoding)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
-        print(f"model {rec.name}  decoding {decoding}")
+        print(f"model {rec.name}  decoding {decoding}  crop {args.crop}")
         print(f"{'source':28s} {'lines':>6s} {'CER':>8s} {'WER':>8s}")
         for s, v in list(res["sources"].items()) + [("all", res["all"])]:
             print(f"{s:28s} {v['lines']:6d} {100 * v['cer']:7.2f}% {100 * v['wer']:7.2f}%")

@@ -1,8 +1,9 @@
-"""Line crops: cut along the polygon, neighbours masked, straightened along the baseline."""
+"""Line crops: cut along the polygon, neighbours masked, straightened along the baseline; the band
+around a baseline that stands in for a zig-zag ground-truth polygon."""
 import numpy as np
 import pytest
 
-from ml.crop import crop_line
+from ml.crop import baseline_band, crop_line
 
 
 def _page():
@@ -51,3 +52,45 @@ def test_crop_clipped_to_page_and_errors():
         crop_line(page, [[100, 100], [120, 100], [120, 120]], [[100, 110], [120, 110]])
     with pytest.raises(ValueError):
         crop_line(page.astype(np.float32), [[0, 0], [10, 0], [10, 10]], [[0, 5], [10, 5]])
+
+
+def _zigzag(base_y: float, x0: int = 20, x1: int = 280) -> list[list[float]]:
+    """A Hooker-like polygon around a flat baseline at ``base_y``: its top zig-zags between 30 and
+    5 px above the baseline, its bottom lies 10 px below except one spike 45 px down (a descender
+    that the annotator followed into the line below)."""
+    top = [[x, base_y - (30 if (x // 20) % 2 else 5)] for x in range(x0, x1 + 1, 20)]
+    bottom = [[x, base_y + (45 if 140 <= x <= 150 else 10)] for x in range(x1, x0 - 1, -5)]
+    return top + bottom
+
+
+def test_band_keeps_typical_extents_and_drops_the_spike():
+    band = np.asarray(baseline_band(_zigzag(100), [[20, 100], [280, 100]]))
+    assert band.shape == (80, 2)
+    upper, lower = band[:40, 1], band[40:, 1]
+    assert np.allclose(upper, upper[0]) and np.allclose(lower, lower[0])  # flat baseline, flat band
+    assert 70 <= upper[0] <= 76  # the high points of the zig-zag are kept (90th percentile of 5..30 px)
+    assert 109 <= lower[0] <= 112  # the spike (under 10 % of the columns) is not
+    assert band[:, 0].min() == 20 and band[:, 0].max() == 280
+
+
+def test_band_follows_a_slanted_baseline_and_reads_cleanly():
+    slope = 0.1
+    poly = [[x, y + slope * (x - 20)] for x, y in _zigzag(100)]
+    base = [[20, 100], [280, 100 + slope * 260]]
+    band = np.asarray(baseline_band(poly, base))
+    upper = band[:40]
+    assert np.allclose(np.diff(upper[:, 1]) / np.diff(upper[:, 0]), slope)
+    page = np.full((260, 320), 230, np.uint8)
+    for x in range(20, 281):
+        y = int(round(100 + slope * (x - 20)))
+        page[y - 20:y, x] = 20  # the line's ink
+        page[y + 30:y + 50, x] = 0  # the next line, which the spike reaches
+    c = crop_line(page, band.tolist(), base, pad=2)
+    assert (c == 0).sum() == 0 and (c == 20).sum() > 0  # the next line is out, ours is in, straight
+    assert c.shape[0] <= 42  # straightened: the band is 38 px high, its slanted box 64
+
+
+def test_band_needs_a_polygon_and_a_baseline():
+    assert baseline_band([[0, 0], [10, 0]], [[0, 5], [10, 5]]) is None
+    assert baseline_band([[0, 0], [10, 0], [10, 10]], [[0, 5]]) is None
+    assert baseline_band([[5, 0], [5, 10], [5.4, 5]], [[0, 5], [10, 5]]) is None  # under 2 px wide
