@@ -170,8 +170,14 @@ class RapidOCREngine:
 
     def line(self, path: str | Path) -> str:
         """Recognition only on one line image file; the text (whitespace collapsed, maybe empty)."""
+        return self.line_scored(path)[0]
+
+    def line_scored(self, path: str | Path) -> tuple[str, float]:
+        """As :meth:`line`, with RapidOCR's recognition score in [0, 1] (0 for no text)."""
         res = self.engine(str(path), use_det=False, use_cls=False, use_rec=True)
-        return _clean(" ".join(t for t in (res.txts or ()) if t))
+        texts = [t for t in (res.txts or ()) if t]
+        scores = [float(x) for x in (res.scores or ())]
+        return _clean(" ".join(texts)), (sum(scores) / len(scores) if scores else 0.0)
 
     def page(self, path: str | Path) -> list[PeerLine]:
         """Detection + recognition on a full page; its text boxes (4-point polygons) with text."""

@@ -8,10 +8,13 @@ One run, the same lines for every engine: the handwritten lines of ``--lines`` (
 true``: the typed/printed Stanford lines are neither run nor scored). ``--limit N`` takes N lines
 spread evenly over the file (every source stays in) for smoke tests.
 
-Every engine reads the same line image files. ``--crop band`` (default) first cuts each line along
-the band around its ground-truth baseline (:func:`ml.recognizer.data.line_image`, as
-``ml.recognizer.evaluate`` reads lines) into PNG files in a temporary folder, outside the timings;
-``--crop box`` gives every engine the dataset's crops as they are.
+Every engine reads the same line images, cut as ``--crop`` says (:data:`ml.recognizer.data.CROPS`,
+as ``ml.recognizer.evaluate`` reads lines): ``band``, each line cut along the band around its
+ground-truth baseline (written as PNG files into a temporary folder for the peers, outside the
+timings); ``box``, the dataset's crops as they are; ``best`` (default), both, each engine keeping
+its own more confident reading of the two (ours: :meth:`Recognizer.recognize_candidates`;
+RapidOCR: its recognition score); Tesseract, whose batch mode gives no score, reads the band crops
+then.
 
 Engines (issue 3, "Targets"):
 
@@ -74,9 +77,9 @@ def score(records: list, texts: list[str]) -> dict:
     return {"sources": {s: row(a) for s, a in sorted(acc.items())}, "all": row(total)}
 
 
-def cut_lines(records: list, crop: str, folder: Path) -> list:
-    """``records`` with each image cut as ``crop`` says, written as PNG into ``folder`` (the records
-    as they are for ``box``); the returned records carry no geometry, so every reader takes the
+def cut_bands(records: list, folder: Path) -> list:
+    """``records`` with each image cut along its baseline band (:func:`ml.recognizer.data.line_image`),
+    written as PNG into ``folder``; the returned records carry no geometry, so every reader takes the
     files as they are."""
     import dataclasses
 
@@ -84,18 +87,16 @@ def cut_lines(records: list, crop: str, folder: Path) -> list:
 
     from ml.recognizer.data import line_image
 
-    if crop == "box":
-        return list(records)
     out = []
     for i, r in enumerate(records):
         path = folder / f"{i:05d}.png"
-        cv2.imwrite(str(path), line_image(r, crop))
+        cv2.imwrite(str(path), line_image(r, "band"))
         out.append(dataclasses.replace(r, image=path, polygon=None, baseline=None, bbox=None, crop_scale=None))
     return out
 
 
 def run_quire(records: list, model: str | None, beams: list[int], threads: int, batch_size: int,
-              lm: bool = False) -> dict:
+              lm: bool = False, crop: str = "best") -> dict:
     """Our recognizer through ``ml.recognizer.evaluate.evaluate_file``; one result per beam width
     (0: greedy), plus, with ``lm``, one for beam search with the shipped character language model
     (``quire_lm``, settings from its card)."""
@@ -115,7 +116,9 @@ def run_quire(records: list, model: str | None, beams: list[int], threads: int, 
         with open(subset, "w", encoding="utf-8") as f:
             for r in records:  # absolute image paths: read_lines_jsonl keeps them as they are
                 f.write(json.dumps({"id": r.id, "image": str(Path(r.image).resolve()), "text": r.text,
-                                    "source": r.source, "lang": r.lang, "handwritten": True}) + "\n")
+                                    "source": r.source, "lang": r.lang, "handwritten": True,
+                                    "polygon": r.polygon, "baseline": r.baseline, "bbox": r.bbox,
+                                    "crop_scale": r.crop_scale}) + "\n")
         runs = [("quire" if beam == 0 else f"quire_beam{beam}", beam, None) for beam in beams]
         if lm:
             charlm = CharLM.load()
@@ -124,11 +127,12 @@ def run_quire(records: list, model: str | None, beams: list[int], threads: int, 
             rec.use_lm(charlm)
             tsv = Path(tmp) / f"preds_{name}.tsv"
             t = time.perf_counter()
-            res = evaluate_file(rec, subset, tsv, beam_width=beam, batch_size=batch_size)
+            res = evaluate_file(rec, subset, tsv, beam_width=beam, batch_size=batch_size, crop=crop)
             wall = time.perf_counter() - t
             preds = dict(line.rstrip("\n").split("\t", 1) for line in tsv.read_text(encoding="utf-8").splitlines())
             out[name] = {
-                "engine": f"{rec.name} ({decoding_label(rec, beam)}, {threads} torch threads, batch {batch_size})",
+                "engine": f"{rec.name} ({decoding_label(rec, beam)}, {threads} torch threads, batch {batch_size}, "
+                          f"{crop} crops)",
                 "sources": res["sources"], "all": res["all"],
                 "lines_per_s": round(len(records) / wall, 1), "model_lines_per_s": res["lines_per_s"],
                 "seconds": round(wall, 2), "texts": [preds.get(r.id, "") for r in records],
@@ -136,8 +140,8 @@ def run_quire(records: list, model: str | None, beams: list[int], threads: int, 
     return out
 
 
-def run_tesseract(records: list) -> dict:
-    """Tesseract 5, ``--psm 7``, one batch process per language."""
+def run_tesseract(records: list, paths: list[Path], crop: str) -> dict:
+    """Tesseract 5, ``--psm 7``, one batch process per language, on the line files ``paths``."""
     from bench.peers import lang_of, tesseract_lines, tesseract_version
 
     by_lang: dict[str, list[int]] = {}
@@ -146,24 +150,27 @@ def run_tesseract(records: list) -> dict:
     texts = [""] * len(records)
     t = time.perf_counter()
     for lang, idx in by_lang.items():
-        for i, text in zip(idx, tesseract_lines([records[i].image for i in idx], lang, psm=7)):
+        for i, text in zip(idx, tesseract_lines([paths[i] for i in idx], lang, psm=7)):
             texts[i] = text
     wall = time.perf_counter() - t
-    return {"tesseract": {"engine": f"{tesseract_version()} (--psm 7, eng/fra, OMP_THREAD_LIMIT=1, batch mode)",
+    return {"tesseract": {"engine": f"{tesseract_version()} (--psm 7, eng/fra, OMP_THREAD_LIMIT=1, batch mode, "
+                                    f"{crop} crops)",
                           **score(records, texts), "lines_per_s": round(len(records) / wall, 1),
                           "seconds": round(wall, 2), "texts": texts}}
 
 
-def run_rapidocr(records: list) -> dict:
-    """RapidOCR, recognition only, one call per line file."""
+def run_rapidocr(records: list, candidates: list[list[Path]], crop: str) -> dict:
+    """RapidOCR, recognition only, one call per line file; ``candidates`` holds each record's line
+    files, of which the reading with the highest RapidOCR score is kept."""
     from bench.peers import RapidOCREngine
 
     eng = RapidOCREngine()
-    eng.line(records[0].image)  # warm-up (model load)
+    eng.line(candidates[0][0])  # warm-up (model load)
     t = time.perf_counter()
-    texts = [eng.line(r.image) for r in records]
+    texts = [max((eng.line_scored(path) for path in paths), key=lambda ts: ts[1])[0] for paths in candidates]
     wall = time.perf_counter() - t
-    return {"rapidocr": {"engine": f"{eng.version()} (PP-OCR rec only, no det/cls)", **score(records, texts),
+    return {"rapidocr": {"engine": f"{eng.version()} (PP-OCR rec only, no det/cls, {crop} crops)",
+                         **score(records, texts),
                          "lines_per_s": round(len(records) / wall, 1), "seconds": round(wall, 2), "texts": texts}}
 
 
@@ -213,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads for our recognizer (default 2)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--engines", default="quire,tesseract,rapidocr", help="comma list of engines to run")
-    ap.add_argument("--crop", choices=("band", "box"), default="band",
-                    help="the line images every engine reads: cut along the baseline band (default) or the dataset's crops")
+    ap.add_argument("--crop", choices=("best", "band", "box"), default="best",
+                    help="the line images every engine reads: both cuts, the more confident reading kept (default), "
+                         "the baseline band, or the dataset's crops")
     ap.add_argument("--out", default=str(OUT_DIR / "recognizer.json"), help="JSON result path")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -229,11 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown engine(s): {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="quire-bench-lines-") as tmp:
-        return run(args, engines, cut_lines(records, args.crop, Path(tmp)))
+        bands = [r.image for r in cut_bands(records, Path(tmp))] if args.crop != "box" else []
+        boxes = [r.image for r in records]
+        candidates = {"best": [list(c) for c in zip(bands, boxes)], "band": [[b] for b in bands],
+                      "box": [[b] for b in boxes]}[args.crop]
+        return run(args, engines, records, candidates)
 
 
-def run(args, engines: list[str], records: list) -> int:
-    """``engines`` on ``records`` (cut as ``--crop`` says), the tables and the JSON."""
+def run(args, engines: list[str], records: list, candidates: list[list[Path]]) -> int:
+    """``engines`` on ``records``, whose line files, cut as ``--crop`` says, are ``candidates``; the
+    tables and the JSON."""
     load0 = os.getloadavg()
     print(f"{len(records)} handwritten lines from {args.lines} ({args.crop} crops); load average {load0[0]:.2f}", file=sys.stderr)
     results: dict = {}
@@ -241,11 +254,11 @@ def run(args, engines: list[str], records: list) -> int:
         t = time.perf_counter()
         if e == "quire":
             results.update(run_quire(records, args.model, [0] + ([args.beam] if args.beam else []),
-                                     args.threads, args.batch_size, lm=not args.no_lm))
+                                     args.threads, args.batch_size, lm=not args.no_lm, crop=args.crop))
         elif e == "tesseract":
-            results.update(run_tesseract(records))
+            results.update(run_tesseract(records, [c[0] for c in candidates], "band" if args.crop == "best" else args.crop))
         else:
-            results.update(run_rapidocr(records))
+            results.update(run_rapidocr(records, candidates, args.crop))
         print(f"{e}: {time.perf_counter() - t:.1f} s", file=sys.stderr)
 
     sources = sorted({r.source for r in records})

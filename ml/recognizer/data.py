@@ -136,17 +136,18 @@ def _to_crop(rec: LineRecord, points: list | None) -> list[list[float]] | None:
 #: How a dataset line is cut: ``box`` reads the record's crop as it is (the bounding box of its
 #: polygon, with whatever of the neighbouring lines it holds); ``band`` cuts the crop along
 #: :func:`ml.crop.baseline_band` of its ground-truth polygon and baseline, straightened (the crop as
-#: it is when the record has no such geometry).
-CROPS = ("band", "box")
+#: it is when the record has no such geometry); ``best`` gives both, for the recognizer to keep the
+#: more confident reading (:meth:`ml.recognizer.predictor.Recognizer.recognize_candidates`).
+CROPS = ("best", "band", "box")
 
 
 def line_image(rec: LineRecord, crop: str = "band") -> np.ndarray:
-    """The (h, w) uint8 image of a dataset line, cut as ``crop`` says (:data:`CROPS`).
+    """The (h, w) uint8 image of a dataset line, cut as ``crop`` (``band`` or ``box``) says.
 
-    Raises ValueError for an unknown ``crop`` and what :func:`load_gray` raises for a missing or
+    Raises ValueError for another ``crop`` and what :func:`load_gray` raises for a missing or
     unreadable image."""
-    if crop not in CROPS:
-        raise ValueError(f"unknown crop {crop!r}: expected one of {', '.join(CROPS)}")
+    if crop not in ("band", "box"):
+        raise ValueError(f"unknown crop {crop!r}: expected band or box")
     gray = load_gray(rec.image)
     if crop == "box":
         return gray
@@ -158,6 +159,15 @@ def line_image(rec: LineRecord, crop: str = "band") -> np.ndarray:
         return crop_line(gray, band, baseline, pad=2)
     except ValueError:  # geometry outside its own crop: read the crop as it is
         return gray
+
+
+def line_images(rec: LineRecord, crop: str = "best") -> list[np.ndarray]:
+    """The candidate images of a dataset line (:data:`CROPS`): ``best`` → [band, box] (just the
+    box when the record has no geometry to cut a band with), else [:func:`line_image`]."""
+    if crop != "best":
+        return [line_image(rec, crop)]
+    band, box = line_image(rec, "band"), line_image(rec, "box")
+    return [box] if np.array_equal(band, box) else [band, box]
 
 
 def pack_lines(jsonl: str | Path, out_dir: str | Path, height: int, quality: int = 75,

@@ -13,10 +13,12 @@ prints per source the corpus CER and WER (total edits / total reference characte
 NFC and whitespace collapsing; only lines with ``handwritten == true`` are scored) and the lines
 per second of recognition (image loading excluded).
 
-Each line is read as :func:`ml.recognizer.data.line_image` cuts it (``--crop``): by default along
-the band around its ground-truth baseline (``band``), which leaves out the parts of the
-neighbouring lines that the datasets' bounding-box crops hold; ``--crop box`` reads the crops as
-they are. Records without polygon, baseline, bbox and crop scale are read as they are either way.
+Each line is read as :func:`ml.recognizer.data.line_images` cuts it (``--crop``): ``band`` cuts it
+along the band around its ground-truth baseline, which leaves out the parts of the neighbouring
+lines that the datasets' bounding-box crops hold; ``box`` reads the crop as it is; ``best``
+(default) reads both and keeps the more confident reading
+(:meth:`ml.recognizer.predictor.Recognizer.recognize_candidates`). Records without polygon,
+baseline, bbox and crop scale are read as they are whatever ``--crop`` says.
 """
 from __future__ import annotations
 
@@ -30,21 +32,21 @@ import torch
 
 from ..artifact import write_card_markdown
 from ..metrics import score_by_source
-from .data import CROPS, line_image, read_lines_jsonl
+from .data import CROPS, line_images, read_lines_jsonl
 from .image import normalize_line
 from .lm import CharLM
 from .predictor import DEFAULT_PATH, Recognizer
 
 
 def evaluate_file(recognizer: Recognizer, lines: str | Path, out_tsv: str | Path | None = None,
-                  beam_width: int = 0, batch_size: int = 32, crop: str = "band") -> dict:
+                  beam_width: int = 0, batch_size: int = 32, crop: str = "best") -> dict:
     """Recognise every record of a ``lines.jsonl``, each cut as ``crop`` says
-    (:func:`ml.recognizer.data.line_image`); returns {"sources": {source: {cer, wer, lines, chars}},
+    (:func:`ml.recognizer.data.line_images`); returns {"sources": {source: {cer, wer, lines, chars}},
     "all": {...}, "lines_per_s": float, "lines": int, "crop": str} and writes ``out_tsv`` if given."""
     records = read_lines_jsonl(lines)
-    images = [normalize_line(line_image(r, crop), recognizer.height) for r in records]
+    candidates = [[normalize_line(im, recognizer.height) for im in line_images(r, crop)] for r in records]
     t = time.perf_counter()
-    preds = recognizer.recognize_normalized(images, batch_size=batch_size, beam_width=beam_width)
+    preds = recognizer.recognize_candidates(candidates, batch_size=batch_size, beam_width=beam_width)
     elapsed = time.perf_counter() - t
     if out_tsv:
         with open(out_tsv, "w", encoding="utf-8") as f:
@@ -66,12 +68,12 @@ def decoding_label(recognizer: Recognizer, beam_width: int) -> str:
 def update_card(path: str | Path, lines: str | Path, res: dict, decoding: str) -> None:
     """Write an evaluation into the artifact's card (key ``evaluation``: per-source CER/WER on
     ``lines``, with the decoding and the crop) and rewrite the Markdown card beside it; weights are
-    left as they are. Box-crop results are keyed apart (``... [box crops]``)."""
+    left as they are. Results of one crop only are keyed apart (``... [box crops]``)."""
     path = Path(path)
     data = torch.load(path, map_location="cpu", weights_only=True)
     name = Path(lines).parent.name or str(lines)
-    crop = res.get("crop", "band")
-    suffix = ("" if decoding == "greedy" else f" ({decoding})") + (" [box crops]" if crop == "box" else "")
+    crop = res.get("crop", "best")
+    suffix = ("" if decoding == "greedy" else f" ({decoding})") + ("" if crop == "best" else f" [{crop} crops]")
     data["card"].setdefault("evaluation", {})
     data["card"]["evaluation"] = {
         **data["card"]["evaluation"],
@@ -95,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="fuse a character language model in beam search (no PATH: the shipped one)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--crop", choices=CROPS, default="band",
-                    help="cut each line along the band around its baseline (default) or read the box crop as it is")
+    ap.add_argument("--crop", choices=CROPS, default="best",
+                    help="band: cut each line along the band around its baseline; box: the crop as it is; "
+                         "best (default): read both, keep the more confident reading")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument("--update-card", action="store_true",
                     help="record the result in the artifact's model card (and its .md beside it)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .data import CROPS, pack_lines
+from .data import pack_lines
 from .model import RecognizerConfig
 
 
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jsonl", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--height", type=int, default=RecognizerConfig.height)
-    ap.add_argument("--crop", choices=CROPS, default="box", help="how each line is cut (default: box)")
+    ap.add_argument("--crop", choices=("box", "band"), default="box", help="how each line is cut (default: box)")
     args = ap.parse_args(argv)
     n = pack_lines(args.jsonl, args.out, args.height, crop=args.crop)
     print(f"packed {n} lines into {args.out}")

@@ -16,7 +16,7 @@ import torch
 
 from ..artifact import ARTIFACTS_DIR, load_artifact
 from .codec import Codec
-from .decode import beam_decode, greedy_decode
+from .decode import Decoded, beam_decode, greedy_decode
 from .image import TIGHT_FRAMES_PER_CHAR, TIGHT_STRETCH, collate, is_tight, normalize_line, stretch_width
 from .model import CRNN, RecognizerConfig
 
@@ -91,7 +91,6 @@ class Recognizer:
         return self.recognize_normalized([normalize_line(c, self.height) for c in crops],
                                          batch_size, beam_width, on_batch)
 
-    @torch.inference_mode()
     def recognize_normalized(self, images: Sequence[np.ndarray], batch_size: int = 32, beam_width: int = 0,
                              on_batch: Callable[[int], None] | None = None) -> list[Recognition]:
         """As :meth:`recognize`, for lines already through :func:`normalize_line`.
@@ -101,32 +100,66 @@ class Recognizer:
         that reading is the one decoded (``tight_stretch = 1`` turns the second reading off).
         Measured on the 1,343 handwritten dev lines with 20261130-cpu6-pc (39 % read twice): greedy
         CER 11.4 / 28.2 / 31.8 % → 10.5 / 27.2 / 32.0 % (Copiste / Hooker / Stanford), beam 10 +
-        LM 8.3 / 24.1 / 26.0 % → 7.9 / 23.0 / 26.4 % (docs/TRAINING.md). Each line's reading does
-        not depend on the others in its batch.
+        LM 8.3 / 24.1 / 26.0 % → 7.9 / 23.0 / 26.4 % (docs/TRAINING.md). The BiLSTM runs on each
+        line's own frames; the convolutions see the batch's padding beyond a line's right end, which
+        can change a character there.
         """
-        order = sorted(range(len(images)), key=lambda i: images[i].shape[1])
-        out: list[Recognition | None] = [None] * len(images)
+        return self.recognize_candidates([[im] for im in images], batch_size, beam_width, on_batch)
+
+    @torch.inference_mode()
+    def recognize_candidates(self, candidates: Sequence[Sequence[np.ndarray]], batch_size: int = 32,
+                             beam_width: int = 0, on_batch: Callable[[int], None] | None = None
+                             ) -> list[Recognition]:
+        """Lines given as one or more normalised images each (the same line cut in different ways,
+        each through :func:`normalize_line`): every image is read greedily (tight ones twice, as
+        :meth:`recognize_normalized` says), each line keeps the reading with the highest line
+        confidence, and that reading's posteriors are decoded (greedy, or beam search of
+        ``beam_width`` with the language model if one is set), so the beam search runs once per line.
+
+        Measured with 20261201-cpu8a on the 1,343 handwritten dev lines, greedy, the dataset's box
+        crops / cut along the baseline band (:func:`ml.crop.baseline_band`) / the more confident of
+        the two: Copiste 9.7 / 8.3 / 8.1 %, Hooker 26.2 / 24.5 / 21.6 %, Stanford 30.3 / 29.6 / 29.7 %
+        CER (docs/TRAINING.md). ``on_batch(n_done)`` counts lines whose candidates are all read.
+        Raises ValueError for a line without candidates.
+        """
+        flat = [(k, im) for k, cands in enumerate(candidates) for im in cands]
+        remaining = [len(c) for c in candidates]
+        if 0 in remaining:
+            raise ValueError(f"line {remaining.index(0)} has no image to read")
+        order = sorted(range(len(flat)), key=lambda f: flat[f][1].shape[1])
+        best: dict[int, tuple[np.ndarray, Decoded]] = {}
+        out: list[Recognition | None] = [None] * len(candidates)
         done = 0
         for start in range(0, len(order), batch_size):
             idx = order[start: start + batch_size]
-            posteriors = self._posteriors([images[i] for i in idx])
-            greedy = [greedy_decode(lp) for lp in posteriors]
-            if self.tight_stretch != 1.0:
-                tight = [j for j, (lp, g) in enumerate(zip(posteriors, greedy))
-                         if is_tight(lp.shape[0], len(g.labels), self.tight_frames_per_char)]
-                if tight:
-                    again = self._posteriors([stretch_width(images[idx[j]], self.tight_stretch) for j in tight])
-                    for j, lp in zip(tight, again):
-                        posteriors[j], greedy[j] = lp, greedy_decode(lp)
-            for j, i in enumerate(idx):
-                d = beam_decode(posteriors[j], beam_width, self.beam_prune, lm=self.lm,
-                                label_chars=self._label_chars, alpha=self.lm_alpha,
-                                beta=self.lm_beta) if beam_width > 0 else greedy[j]
-                out[i] = Recognition(self.codec.decode(d.labels), d.confidence, d.char_confidences)
-            done += len(idx)
+            for f, lp, g in zip(idx, *self._read([flat[f][1] for f in idx])):
+                k = flat[f][0]
+                if k not in best or g.confidence > best[k][1].confidence:
+                    best[k] = (lp, g)
+                remaining[k] -= 1
+                if remaining[k]:
+                    continue
+                lp, g = best.pop(k)
+                d = beam_decode(lp, beam_width, self.beam_prune, lm=self.lm, label_chars=self._label_chars,
+                                alpha=self.lm_alpha, beta=self.lm_beta) if beam_width > 0 else g
+                out[k] = Recognition(self.codec.decode(d.labels), d.confidence, d.char_confidences)
+                done += 1
             if on_batch is not None:
                 on_batch(done)
         return out  # type: ignore[return-value]
+
+    def _read(self, images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[Decoded]]:
+        """Posteriors and greedy readings of normalised lines, the tight ones read again stretched."""
+        posteriors = self._posteriors(images)
+        greedy = [greedy_decode(lp) for lp in posteriors]
+        if self.tight_stretch != 1.0:
+            tight = [j for j, (lp, g) in enumerate(zip(posteriors, greedy))
+                     if is_tight(lp.shape[0], len(g.labels), self.tight_frames_per_char)]
+            if tight:
+                again = self._posteriors([stretch_width(images[j], self.tight_stretch) for j in tight])
+                for j, lp in zip(tight, again):
+                    posteriors[j], greedy[j] = lp, greedy_decode(lp)
+        return posteriors, greedy
 
     def _posteriors(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """One forward pass over normalised lines: each line's CTC log-probabilities, (T_i, C)

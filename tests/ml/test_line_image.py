@@ -1,5 +1,6 @@
 """Dataset lines cut along the band around their ground-truth baseline (``line_image``), packed
-that way, and read that way by the evaluation CLI."""
+that way, read that way by the evaluation CLI, and read both ways keeping the more confident
+reading (``Recognizer.recognize_candidates``)."""
 import dataclasses
 import json
 from pathlib import Path
@@ -7,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.recognizer.data import LinePack, line_image, load_gray, pack_lines, read_lines_jsonl
+from ml.recognizer.data import LinePack, line_image, line_images, load_gray, pack_lines, read_lines_jsonl
 from ml.recognizer.evaluate import main as evaluate_main
+from ml.recognizer.image import normalize_line
+from ml.recognizer.predictor import Recognizer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 LINES = FIXTURES / "lines.jsonl"
@@ -31,6 +34,8 @@ def test_band_falls_back_to_the_crop_without_geometry():
     r = read_lines_jsonl(LINES)[0]
     bare = dataclasses.replace(r, polygon=None, baseline=None)
     assert np.array_equal(line_image(bare, "band"), load_gray(r.image))
+    assert len(line_images(bare, "best")) == 1  # nothing to choose from: read once
+    assert [im.shape for im in line_images(r, "best")] == [line_image(r, "band").shape, line_image(r, "box").shape]
     with pytest.raises(ValueError, match="unknown crop 'page'"):
         line_image(r, "page")
 
@@ -47,10 +52,27 @@ def test_band_pack_holds_masked_lines_without_polygons(tmp_path):
 
 def test_evaluate_reads_band_by_default_and_box_on_request(tmp_path, capsys):
     out = tmp_path / "p.tsv"
-    assert evaluate_main(["--lines", str(LINES), "--out", str(out), "--json"]) == 0
-    band = json.loads(capsys.readouterr().out)
-    assert evaluate_main(["--lines", str(LINES), "--out", str(out), "--json", "--crop", "box"]) == 0
-    box = json.loads(capsys.readouterr().out)
-    assert band["crop"] == "band" and box["crop"] == "box"
-    assert band["lines"] == box["lines"] == 12
-    assert 0 <= band["all"]["cer"] <= 1 and 0 <= box["all"]["cer"] <= 1
+    res = {}
+    for crop in ("best", "band", "box"):
+        args = ["--lines", str(LINES), "--out", str(out), "--json"] + ([] if crop == "best" else ["--crop", crop])
+        assert evaluate_main(args) == 0
+        res[crop] = json.loads(capsys.readouterr().out)
+        assert res[crop]["crop"] == crop and res[crop]["lines"] == 12
+        assert 0 <= res[crop]["all"]["cer"] <= 1
+
+
+def test_the_more_confident_reading_is_kept():
+    rec = Recognizer.load()
+    records = [r for r in read_lines_jsonl(LINES) if r.handwritten][:6]
+    lines = [normalize_line(load_gray(r.image), rec.height) for r in records]
+    noise = [np.random.default_rng(i).random(x.shape, dtype=np.float32) for i, x in enumerate(lines)]
+    alone = rec.recognize_normalized(lines, batch_size=1)  # one line per batch: no padding to vary
+    noise_alone = rec.recognize_normalized(noise, batch_size=1)
+    assert all(a.confidence > n.confidence for a, n in zip(alone, noise_alone))
+    done = []
+    picked = rec.recognize_candidates([[n, x] for n, x in zip(noise, lines)], batch_size=1, on_batch=done.append)
+    assert [p.text for p in picked] == [a.text for a in alone]
+    assert [p.confidence for p in picked] == pytest.approx([a.confidence for a in alone], abs=1e-5)
+    assert done[-1] == len(lines) and done == sorted(done)
+    with pytest.raises(ValueError, match="line 1 has no image"):
+        rec.recognize_candidates([[lines[0]], []])
