@@ -220,3 +220,30 @@ def test_printed_lines_are_set_aside_or_kept_marked():
     assert any(f"{n_typed} printed lines" in w for w in dropped.warnings), dropped.warnings
     with pytest.raises(ValueError, match="printed_lines"):
         PagePipeline(dropping.detector, dropping.recognizer, printed_lines="skip")
+
+
+
+def test_band_cut_reads_each_line_twice_and_keeps_the_more_confident(pipeline, page_result, monkeypatch):
+    """Each line is read cut along its polygon and along its baseline band (two candidates per
+    line); the kept reading is at least as confident as the polygon cut's alone (up to the batch
+    padding's effect). Reading once (``band_cut=False``) gives the same lines."""
+    result, _ = page_result
+    seen = []
+    original = pipeline.recognizer.recognize_candidates
+
+    def counting(candidates, *args, **kwargs):
+        seen.append([len(c) for c in candidates])
+        return original(candidates, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.recognizer, "recognize_candidates", counting)
+    n = len(result.lines)
+    again = pipeline.run(load_gray(PAGE))
+    assert [2] * n in seen  # (the upside-down check reads a few lines once each beforehand)
+    seen.clear()
+    one_cut = PagePipeline(pipeline.detector, pipeline.recognizer, line_types=pipeline.line_types, band_cut=False)
+    single = one_cut.run(load_gray(PAGE))
+    assert [1] * n in seen and all(set(c) == {1} for c in seen)
+    assert [ln.text for ln in again.lines] == [ln.text for ln in result.lines]
+    assert [ln.polygon for ln in single.lines] == [ln.polygon for ln in result.lines]
+    for both, once in zip(result.lines, single.lines):
+        assert both.confidence >= once.confidence - 0.02
