@@ -1,7 +1,8 @@
 """Full pages side by side: Quire's pipeline vs Tesseract 5 and RapidOCR full-page runs, same pages, one run.
 
     python -m bench.pages [--pages ../shared/data/dev/pages/pages.json] [--detector D.pt] \\
-        [--recognizer R.pt] [--limit 2] [--threads 2] [--engines quire,quire_lm,tesseract,rapidocr] [--xml-dir DIR]
+        [--recognizer R.pt] [--limit 2] [--threads 2] [--engines quire,quire_lm,tesseract,rapidocr] [--xml-dir DIR] \\
+        [--line-cuts both|polygon]
 
 Engines:
 
@@ -104,17 +105,18 @@ class Quire:
     """Our pipeline as a page engine: ``(path, lang) -> [(polygon, text)]``."""
 
     def __init__(self, detector: str | None, recognizer: str | None, threads: int, xml_dir: str | None,
-                 decoding: str = "greedy"):
+                 decoding: str = "greedy", band_cut: bool = True):
         import torch
 
         from ml.pipeline import PagePipeline
 
         torch.set_num_threads(threads)
-        self.pipeline = PagePipeline.load(detector, recognizer, device="cpu", decoding=decoding)
+        self.pipeline = PagePipeline.load(detector, recognizer, device="cpu", decoding=decoding, band_cut=band_cut)
         self.xml_dir = Path(xml_dir) if xml_dir else None
         m = self.pipeline.models
         how = "greedy" if decoding == "greedy" else f"beam {self.pipeline.beam_width} + {m['language_model']}"
-        self.name = f"{m['detector']} + {m['recognizer']} ({how}, {threads} torch threads)"
+        cuts = "polygon and baseline band cuts" if band_cut else "polygon cuts"
+        self.name = f"{m['detector']} + {m['recognizer']} ({how}, {cuts}, {threads} torch threads)"
 
     def __call__(self, path: str, lang: str) -> list[tuple[list, str]]:
         from bench.transcribe_pages import page_xml, read_gray
@@ -136,7 +138,7 @@ def make_engines(names: list[str], args) -> dict:
     for n in names:
         if n in ("quire", "quire_lm"):
             q = Quire(args.detector, args.recognizer, args.threads, args.xml_dir,
-                      "lm" if n == "quire_lm" else "greedy")
+                      "lm" if n == "quire_lm" else "greedy", args.line_cuts == "both")
             out[n] = (q.name, q)
         elif n == "tesseract":
             out[n] = (f"{peers.tesseract_version()} (--psm 3, eng/fra, OMP_THREAD_LIMIT=1)",
@@ -160,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads for our pipeline (default 2)")
     ap.add_argument("--engines", default="quire,quire_lm,tesseract,rapidocr")
     ap.add_argument("--xml-dir", default=None, help="also write our PAGE XML per page here")
+    ap.add_argument("--line-cuts", choices=["both", "polygon"], default="both",
+                    help="both (default): each line read along its polygon and its baseline band, the more confident "
+                         "reading kept, as the workers do; polygon: one cut")
     ap.add_argument("--out", default=str(OUT_DIR / "pages.json"))
     args = ap.parse_args(argv)
 

@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--beam", type=int, default=0, help="beam width; 0 = greedy (with --decoding lm: the LM card's)")
     ap.add_argument("--decoding", choices=["greedy", "lm"], default="greedy",
                     help="lm: beam search with the shipped character language model")
+    ap.add_argument("--line-cuts", choices=["both", "polygon"], default="both",
+                    help="both: each line read along its polygon and its baseline band, the more confident kept")
     args = ap.parse_args(argv)
 
     from bench.pages import require_pages_index
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     kw = {"beam_width": args.beam} if args.beam else {}
+    kw["band_cut"] = args.line_cuts == "both"
     pipeline = PagePipeline.load(args.detector, args.recognizer, device=args.device, decoding=args.decoding, **kw)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

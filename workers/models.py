@@ -245,7 +245,8 @@ def current_pipeline():
             _PIPELINE = PagePipeline.load(detector_path=paths[ModelVersion.Kind.DETECTOR],
                                           recognizer_path=paths[ModelVersion.Kind.RECOGNIZER],
                                           device=settings.QUIRE_DEVICE, decoding=settings.QUIRE_DECODING,
-                                          printed_lines=settings.QUIRE_PRINTED_LINES)
+                                          printed_lines=settings.QUIRE_PRINTED_LINES,
+                                          band_cut=settings.QUIRE_LINE_CUTS == "both")
             _PIPELINE_KEY = key
             log.info("pipeline loaded: %s (from %s)", _PIPELINE.models,
                      {kind: chosen[kind].origin for kind in KINDS})

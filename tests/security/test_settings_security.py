@@ -78,6 +78,7 @@ def test_trusted_proxy_count_comes_from_the_environment(secret_key):
 @pytest.mark.parametrize("name,bad,good,message", [
     ("QUIRE_DECODING", "beam", "greedy", "QUIRE_DECODING must be 'lm' or 'greedy'"),
     ("QUIRE_PRINTED_LINES", "skip", "drop", "QUIRE_PRINTED_LINES must be 'keep' or 'drop'"),
+    ("QUIRE_LINE_CUTS", "band", "polygon", "QUIRE_LINE_CUTS must be 'both' or 'polygon'"),
 ])
 def test_choice_settings_are_checked(secret_key, name, bad, good, message):
     env = {**PRODUCTION, "DJANGO_SECRET_KEY": secret_key}
