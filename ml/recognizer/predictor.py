@@ -118,7 +118,7 @@ class Recognizer:
 
         Measured with 20261201-cpu8a on the 1,343 handwritten dev lines, greedy, the dataset's box
         crops / cut along the baseline band (:func:`ml.crop.baseline_band`) / the more confident of
-        the two: Copiste 9.7 / 8.3 / 8.1 %, Hooker 26.2 / 24.5 / 21.6 %, Stanford 30.3 / 29.6 / 29.7 %
+        the two: Copiste 9.7 / 8.3 / 8.1 %, Hooker 26.1 / 24.6 / 21.6 %, Stanford 30.3 / 30.0 / 29.6 %
         CER (docs/TRAINING.md). ``on_batch(n_done)`` counts lines whose candidates are all read.
         Raises ValueError for a line without candidates.
         """
