@@ -2,7 +2,7 @@
 
     python -m bench.recognizer [--model ml/artifacts/recognizer.pt] [--beam 8] [--no-lm] [--limit 100] \\
         [--threads 2] [--engines quire,tesseract,rapidocr] [--lines ../shared/data/dev/lines.jsonl] \
-        [--crop band|box]
+        [--crop best|band|box]
 
 One run, the same lines for every engine: the handwritten lines of ``--lines`` (``handwritten ==
 true``: the typed/printed Stanford lines are neither run nor scored). ``--limit N`` takes N lines
@@ -77,21 +77,17 @@ def score(records: list, texts: list[str]) -> dict:
     return {"sources": {s: row(a) for s, a in sorted(acc.items())}, "all": row(total)}
 
 
-def cut_bands(records: list, folder: Path) -> list:
-    """``records`` with each image cut along its baseline band (:func:`ml.recognizer.data.line_image`),
-    written as PNG into ``folder``; the returned records carry no geometry, so every reader takes the
-    files as they are."""
-    import dataclasses
-
+def cut_bands(records: list, folder: Path) -> list[Path]:
+    """Each record's line cut along its baseline band (:func:`ml.recognizer.data.line_image`),
+    written as a PNG file into ``folder``; the files, in the records' order."""
     import cv2
 
     from ml.recognizer.data import line_image
 
     out = []
     for i, r in enumerate(records):
-        path = folder / f"{i:05d}.png"
-        cv2.imwrite(str(path), line_image(r, "band"))
-        out.append(dataclasses.replace(r, image=path, polygon=None, baseline=None, bbox=None, crop_scale=None))
+        out.append(folder / f"{i:05d}.png")
+        cv2.imwrite(str(out[-1]), line_image(r, "band"))
     return out
 
 
@@ -220,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads for our recognizer (default 2)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--engines", default="quire,tesseract,rapidocr", help="comma list of engines to run")
-    ap.add_argument("--crop", choices=("best", "band", "box"), default="best",
+    ap.add_argument("--crop", choices=("best", "band", "box"), default="best",  # ml.recognizer.data.CROPS
                     help="the line images every engine reads: both cuts, the more confident reading kept (default), "
                          "the baseline band, or the dataset's crops")
     ap.add_argument("--out", default=str(OUT_DIR / "recognizer.json"), help="JSON result path")
@@ -237,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown engine(s): {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="quire-bench-lines-") as tmp:
-        bands = [r.image for r in cut_bands(records, Path(tmp))] if args.crop != "box" else []
+        bands = cut_bands(records, Path(tmp)) if args.crop != "box" else []
         boxes = [r.image for r in records]
         candidates = {"best": [list(c) for c in zip(bands, boxes)], "band": [[b] for b in bands],
                       "box": [[b] for b in boxes]}[args.crop]

@@ -112,3 +112,17 @@ def baseline_band(polygon, baseline, quantile: float = BAND_QUANTILE, points: in
     upper = np.stack([xs, ys - above], 1)
     lower = np.stack([xs, ys + below], 1)[::-1]
     return np.concatenate([upper, lower]).tolist()
+
+
+def crop_band(page: np.ndarray, polygon, baseline, pad: int = 4) -> np.ndarray | None:
+    """:func:`crop_line` along :func:`baseline_band` of ``polygon`` and ``baseline`` instead of the
+    polygon itself; None when no band can be cut (see :func:`baseline_band`), the band lies outside
+    ``page`` or the cut is under 2 px in height or width."""
+    band = baseline_band(polygon, baseline)
+    if band is None:
+        return None
+    try:
+        cut = crop_line(page, band, baseline, pad=pad)
+    except ValueError:
+        return None
+    return cut if min(cut.shape) >= 2 else None

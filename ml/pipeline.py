@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 import torch
 
-from .crop import baseline_band, crop_line
+from .crop import crop_band, crop_line
 from .detect import LineDetector
 from .detect.postprocess import PageLines
 from .linetype import LineTypeClassifier
@@ -273,12 +273,8 @@ class PagePipeline:
         candidates = [[im] for im in images]
         if self.band_cut:
             for cands, line in zip(candidates, kept):
-                band = baseline_band(line.polygon, line.baseline)
-                try:
-                    cut = crop_line(page, band, line.baseline) if band is not None else None
-                except ValueError:  # the band left the page: the polygon's cut alone
-                    cut = None
-                if cut is not None and min(cut.shape) >= 2:
+                cut = crop_band(page, line.polygon, line.baseline)
+                if cut is not None:  # else the polygon's cut alone
                     cands.append(normalize_line(cut, self.recognizer.height))
         recognitions = self.recognizer.recognize_candidates(candidates, self.batch_size, self.beam_width,
                                                             on_batch) if images else []

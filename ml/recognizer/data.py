@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..crop import baseline_band, crop_line
+from ..crop import crop_band
 from .augment import augment_real
 from .codec import Codec, nfc
 from .image import collate as collate_images
@@ -152,13 +152,8 @@ def line_image(rec: LineRecord, crop: str = "band") -> np.ndarray:
     if crop == "box":
         return gray
     polygon, baseline = _to_crop(rec, rec.polygon), _to_crop(rec, rec.baseline)
-    band = baseline_band(polygon, baseline) if polygon and baseline else None
-    if band is None:
-        return gray
-    try:
-        return crop_line(gray, band, baseline, pad=2)
-    except ValueError:  # geometry outside its own crop: read the crop as it is
-        return gray
+    band = crop_band(gray, polygon, baseline, pad=2) if polygon and baseline else None
+    return gray if band is None else band  # no band to cut: the crop as it is
 
 
 def line_images(rec: LineRecord, crop: str = "best") -> list[np.ndarray]:
