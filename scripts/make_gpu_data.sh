@@ -22,6 +22,11 @@ mkdir -p .gpu_data
     --pages "$DATA/train/pages/pages.jsonl" --out .gpu_data/rec_train_pagecrops
 [ -f .gpu_data/rec_dev_pagecrops/index.jsonl ] || $PY -m ml.recognizer.pagecrops \
     --pages "$DATA/dev/pages/pages.json" --out .gpu_data/rec_dev_pagecrops --source-suffix @pages
+# the same detected lines cut along the band around their baselines (the pipeline's second cut; CPU runs)
+[ -f .gpu_data/rec_train_pagecrops_band/index.jsonl ] || $PY -m ml.recognizer.pagecrops \
+    --pages "$DATA/train/pages/pages.jsonl" --out .gpu_data/rec_train_pagecrops_band --cut band
+[ -f .gpu_data/rec_dev_pagecrops_band/index.jsonl ] || $PY -m ml.recognizer.pagecrops \
+    --pages "$DATA/dev/pages/pages.json" --out .gpu_data/rec_dev_pagecrops_band --cut band --source-suffix @pages
 # fonts: the first file of every family under 200 KB (the regular weight), with licences and the manifest
 $PY - "$DATA/fonts" .gpu_data/fonts <<'PY'
 import json, shutil, sys

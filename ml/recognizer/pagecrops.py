@@ -9,7 +9,10 @@ line and packs the detected line's crop with the ground-truth text, so that the 
 trained and chosen on what it will read in production::
 
     python -m ml.recognizer.pagecrops --pages ../shared/data/train/pages/pages.jsonl \\
-        --out .gpu_data/rec_train_pagecrops [--ground-truth-polygons]
+        --out .gpu_data/rec_train_pagecrops [--ground-truth-polygons] [--cut band]
+
+The pipeline reads every line twice, cut along its polygon and along the band around its baseline
+(:func:`ml.crop.crop_band`), and keeps the more confident reading; ``--cut band`` packs the latter.
 
 Matching: one-to-one, greedily by bounding-box IoU (:func:`ml.detect.metrics.greedy_match`), at
 IoU ≥ ``min_iou``; a match is kept only when each box covers at least ``min_x_cover`` of the
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import cv2
 
-from ml.crop import crop_line
+from ml.crop import crop_band, crop_line
 from ml.detect import LineDetector
 from ml.detect.metrics import greedy_match, is_scored, poly_bbox
 from ml.detect.pages import read_pages
@@ -60,7 +63,8 @@ def matched_lines(detected: list, gt_lines: list[dict], min_iou: float = 0.5,
 
 def pack_page_crops(pages_path: str | Path, out_dir: str | Path, height: int = 48,
                     detector: LineDetector | None = None, ground_truth_polygons: bool = False,
-                    min_iou: float = 0.5, min_x_cover: float = 0.9, source_suffix: str = "") -> dict:
+                    min_iou: float = 0.5, min_x_cover: float = 0.9, source_suffix: str = "",
+                    cut: str = "polygon") -> dict:
     """Write a line pack of the matched lines of the pages in ``pages_path`` (``pages.json`` index or
     ``pages.jsonl``) into ``out_dir`` at ``height`` pixels.
 
@@ -68,8 +72,10 @@ def pack_page_crops(pages_path: str | Path, out_dir: str | Path, height: int = 4
     (same :func:`ml.crop.crop_line`) instead of the detected ones, for every scored ground-truth
     line. ``source_suffix`` is appended to each record's source (to score these crops apart from
     the dataset's lines in one dev pack). Returns ``{"pages", "ground_truth", "packed"}`` counts.
-    Raises FileNotFoundError for an unreadable page image.
+    Raises FileNotFoundError for an unreadable page image, ValueError for an unknown ``cut``.
     """
+    if cut not in ("polygon", "band"):
+        raise ValueError(f"cut must be 'polygon' or 'band', got {cut!r}")
     det = None if ground_truth_polygons else (detector or LineDetector.load())
     counts = {"pages": 0, "ground_truth": 0, "packed": 0}
     with PackWriter(out_dir, height) as w:
@@ -89,12 +95,15 @@ def pack_page_crops(pages_path: str | Path, out_dir: str | Path, height: int = 4
                 pairs = matched_lines(detected, gts, min_iou, min_x_cover)
             for d, g in pairs:
                 poly, base = (g["polygon"], g["baseline"]) if d is None else (d.polygon, d.baseline)
-                try:
-                    crop = crop_line(gray, poly, base)
-                except ValueError as exc:
-                    log.warning("%s line %s: %s; skipped", page["image"], g["id"], exc)
-                    continue
-                if min(crop.shape) < 2:
+                if cut == "band":
+                    crop = crop_band(gray, poly, base)
+                else:
+                    try:
+                        crop = crop_line(gray, poly, base)
+                    except ValueError as exc:
+                        log.warning("%s line %s: %s; skipped", page["image"], g["id"], exc)
+                        continue
+                if crop is None or min(crop.shape) < 2:
                     continue
                 w.add(crop, {"id": str(g["id"]), "text": g["text"], "source": page["source"] + source_suffix, "handwritten": True})
         counts["packed"] = w.count
@@ -112,11 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-iou", type=float, default=0.5)
     ap.add_argument("--min-x-cover", type=float, default=0.9)
     ap.add_argument("--source-suffix", default="")
+    ap.add_argument("--cut", choices=("polygon", "band"), default="polygon",
+                    help="cut each line along its polygon (default) or along the band around its baseline")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     det = None if args.ground_truth_polygons else LineDetector.load(args.detector)
     c = pack_page_crops(args.pages, args.out, args.height, det, args.ground_truth_polygons, args.min_iou,
-                        args.min_x_cover, args.source_suffix)
+                        args.min_x_cover, args.source_suffix, args.cut)
     print(f"{c['pages']} pages, {c['ground_truth']} ground-truth lines, {c['packed']} packed into {args.out}")
     return 0
 

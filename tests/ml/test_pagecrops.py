@@ -88,6 +88,18 @@ def test_packs_the_detected_lines_of_a_real_page_with_their_ground_truth(tmp_pat
     gt_counts = pack_page_crops(PAGES, tmp_path / "gt", 48, detector, ground_truth_polygons=True)
     assert gt_counts["packed"] == 8
 
+    # the same lines cut along the band around their baselines (the pipeline's second cut): same
+    # records, other images
+    band = pack_page_crops(PAGES, tmp_path / "band", 48, detector, cut="band")
+    assert band["packed"] == counts["packed"]
+    band_pack = LinePack(tmp_path / "band")
+    assert [r["id"] for r in band_pack.records] == [r["id"] for r in pack.records]
+    assert any(band_pack[i].shape != pack[i].shape or (band_pack[i] != pack[i]).any() for i in range(len(pack)))
+    band_preds = rec.recognize([band_pack[i] for i in range(len(band_pack))])
+    assert cer(refs, " ".join(p.text for p in band_preds)) < 0.3
+    with pytest.raises(ValueError, match="cut must be"):
+        pack_page_crops(PAGES, tmp_path / "x", 48, detector, cut="box")
+
 
 def test_training_scores_several_dev_packs_as_one(tmp_path):
     pack_lines(LINES, tmp_path / "train", 32)
