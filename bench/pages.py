@@ -22,7 +22,9 @@ Protocol (issue 4, "Targets"), shared with ``ml.detect.evaluate`` through ``ml.d
 - Not scored: ground-truth lines that are typed/printed (Stanford letterheads and typed bodies) or
   have no text; predicted lines matched to such a line; predicted lines lying mostly (> half their
   box) outside the area covered by the ground-truth lines (the printed consent paragraph of the
-  Copiste sheets is not in the ground truth).
+  Copiste sheets is not in the ground truth); unmatched predicted lines lying mostly over unscored
+  ground-truth lines (typed lines found merged or split: a Stanford letterhead's typed place and
+  date detected as one line; counted as false positives, with their text, until 2026-12-01).
 - Page CER: the scored ground-truth lines and the scored predicted lines, each sorted top to bottom
   (by the vertical centre of the box, then left to right) and joined with spaces, compared as one
   text per page; corpus CER/WER per source (``ml.metrics.ErrorRate``, NFC + whitespace collapsing).

@@ -5,7 +5,10 @@ the bounding boxes of their polygons, a match counts at IoU ≥ 0.5. Ground-trut
 scored (typed Stanford lines, lines without text) neither count as misses nor make their matched
 prediction a false positive. Predicted lines lying mostly (> half their box) outside the area
 covered by the ground-truth lines (union of their boxes, grown by half a median line height) are
-not scored: the Copiste consent paragraph is not transcribed in the ground truth.
+not scored: the Copiste consent paragraph is not transcribed in the ground truth. Nor are unmatched
+predicted lines lying mostly (> half their box) over the boxes of unscored ground-truth lines: they
+are typed lines too, found merged or split (a Stanford letterhead's typed place and date detected
+as one line matches neither at IoU ≥ 0.5, and its text is not in the ground truth).
 """
 from __future__ import annotations
 
@@ -57,6 +60,8 @@ def page_counts(pred_polys, gt_lines, thr: float = 0.5) -> dict:
 
     Returns ``{"tp", "fp", "fn", "matches", "scored_pred"}``; ``scored_pred`` lists the indices of the
     predicted lines that are scored (matched to a scored ground-truth line, or false positives).
+    Unmatched predictions lying mostly outside the ground truth's area, or mostly over unscored
+    ground-truth lines, are neither (module docstring).
     """
     gt_boxes = [poly_bbox(g["polygon"]) for g in gt_lines]
     scored = [bool(g.get("scored", True)) for g in gt_lines]
@@ -71,6 +76,7 @@ def page_counts(pred_polys, gt_lines, thr: float = 0.5) -> dict:
         cover = [[b[0] - grow, b[1] - grow, b[2] + grow, b[3] + grow] for b in gt_boxes]
     else:
         cover = []
+    unscored = [b for b, s in zip(gt_boxes, scored) if not s]
     tp = fp = 0
     scored_pred = []
     for i, pb in enumerate(pred_boxes):
@@ -81,6 +87,8 @@ def page_counts(pred_polys, gt_lines, thr: float = 0.5) -> dict:
             continue
         if _inside_fraction(pb, cover) <= 0.5:
             continue  # mostly outside the area of the ground truth: not scored
+        if _inside_fraction(pb, unscored) > 0.5:
+            continue  # mostly over typed (unscored) lines: a typed line itself, not scored
         fp += 1
         scored_pred.append(i)
     fn = sum(1 for j in range(len(gt_lines)) if scored[j] and j not in matched_g)

@@ -131,10 +131,14 @@ def test_metrics_greedy_match_and_unscored():
     preds = [[[0, 0], [100, 0], [100, 20], [0, 20]],  # tp
              [[0, 40], [100, 40], [100, 60], [0, 60]],  # matches an unscored line: ignored
              [[0, 500], [100, 500], [100, 520], [0, 520]],  # outside the gt area: ignored
-             [[0, 22], [30, 22], [30, 38], [0, 38]]]  # between the lines, matched to none: fp
+             [[0, 22], [30, 22], [30, 38], [0, 38]],  # between the lines, matched to none: fp
+             [[60, 38], [100, 38], [100, 62], [60, 62]]]  # part of the unscored line (IoU < 0.5): ignored
     c = page_counts(preds, gt)
     assert (c["tp"], c["fp"], c["fn"]) == (1, 1, 0)
     assert c["scored_pred"] == [0, 3]  # the predictions whose text page CER scores
+    # when that line is scored, the part of it is a false positive
+    c = page_counts(preds, [gt[0], dict(gt[1], scored=True)])
+    assert (c["tp"], c["fp"], c["fn"]) == (2, 2, 0) and c["scored_pred"] == [0, 1, 3, 4]
 
 
 def test_prepare_rejects_bad_input_and_pads():
