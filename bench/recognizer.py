@@ -11,10 +11,10 @@ spread evenly over the file (every source stays in) for smoke tests.
 Every engine reads the same line images, cut as ``--crop`` says (:data:`ml.recognizer.data.CROPS`,
 as ``ml.recognizer.evaluate`` reads lines): ``band``, each line cut along the band around its
 ground-truth baseline (written as PNG files into a temporary folder for the peers, outside the
-timings); ``box``, the dataset's crops as they are; ``best`` (default), both, each engine keeping
-its own more confident reading of the two (ours: :meth:`Recognizer.recognize_candidates`;
-RapidOCR: its recognition score); Tesseract, whose batch mode gives no score, reads the band crops
-then.
+timings); ``box``, the dataset's crops as they are; ``best`` (default), the bands at
+:data:`ml.crop.READ_BAND_QUANTILES` (90th and 75th percentile) and the box, each engine keeping its
+own most confident reading of the three (ours: :meth:`Recognizer.recognize_candidates`; RapidOCR:
+its recognition score); Tesseract, whose batch mode gives no score, reads the first band then.
 
 Engines (issue 3, "Targets"):
 
@@ -77,17 +77,20 @@ def score(records: list, texts: list[str]) -> dict:
     return {"sources": {s: row(a) for s, a in sorted(acc.items())}, "all": row(total)}
 
 
-def cut_bands(records: list, folder: Path) -> list[Path]:
-    """Each record's line cut along its baseline band (:func:`ml.recognizer.data.line_image`),
-    written as a PNG file into ``folder``; the files, in the records' order."""
+def cut_lines(records: list, folder: Path, crop: str) -> list[list[Path]]:
+    """Each record's candidate images, cut as :func:`ml.recognizer.data.line_images` cuts them for
+    ``crop`` (``best``: the baseline bands, then the box), written as PNG files into ``folder``; one
+    list of files per record, in the records' order."""
     import cv2
 
-    from ml.recognizer.data import line_image
+    from ml.recognizer.data import line_images
 
     out = []
     for i, r in enumerate(records):
-        out.append(folder / f"{i:05d}.png")
-        cv2.imwrite(str(out[-1]), line_image(r, "band"))
+        out.append([])
+        for k, im in enumerate(line_images(r, crop)):
+            out[-1].append(folder / f"{i:05d}_{k}.png")
+            cv2.imwrite(str(out[-1][-1]), im)
     return out
 
 
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--engines", default="quire,tesseract,rapidocr", help="comma list of engines to run")
     ap.add_argument("--crop", choices=("best", "band", "box"), default="best",  # ml.recognizer.data.CROPS
-                    help="the line images every engine reads: both cuts, the more confident reading kept (default), "
+                    help="the line images every engine reads: two bands and the box, the most confident reading kept (default), "
                          "the baseline band, or the dataset's crops")
     ap.add_argument("--out", default=str(OUT_DIR / "recognizer.json"), help="JSON result path")
     args = ap.parse_args(argv)
@@ -233,10 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown engine(s): {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="quire-bench-lines-") as tmp:
-        bands = cut_bands(records, Path(tmp)) if args.crop != "box" else []
-        boxes = [r.image for r in records]
-        candidates = {"best": [list(c) for c in zip(bands, boxes)], "band": [[b] for b in bands],
-                      "box": [[b] for b in boxes]}[args.crop]
+        candidates = [[Path(r.image)] for r in records] if args.crop == "box" else \
+            cut_lines(records, Path(tmp), args.crop)
         return run(args, engines, records, candidates)
 
 

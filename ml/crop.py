@@ -73,6 +73,18 @@ def crop_line(page: np.ndarray, polygon, baseline, pad: int = 4) -> np.ndarray:
 #: 25.0 / 29.8 %, 95th shrunk 0.95× 8.1 / 25.5 / 29.7 %, 100th (the polygon's envelope) 8.8 / 26.7 /
 #: 29.8 %.
 BAND_QUANTILE = 90.0
+#: The band cuts a dataset line is read from besides its box (evaluation, ``--crop best``), the most
+#: confident reading kept (:meth:`ml.recognizer.predictor.Recognizer.recognize_candidates`). A
+#: tighter band leaves out more of the neighbouring lines' ascenders and descenders, and more of the
+#: line's own flourishes; the recognizer is more sure of one or the other line by line. Measured
+#: with 20261201-cpu9b on the 1,343 handwritten dev lines, greedy, box + bands (Copiste / Hooker /
+#: Stanford CER): box + 90th 8.1 / 21.3 / 29.1 %; + 50th 7.8 / 20.5 / 28.5 %; + 60th 7.7 / 20.5 /
+#: 28.9 %; + 75th 7.65 / 20.35 / 28.35 %; + 82nd 7.9 / 20.6 / 28.6 %; + 60th and 75th 7.6 / 20.2 /
+#: 28.4 % (a fourth cut gains a tenth of a point for a quarter more time). The page pipeline reads
+#: one band (:data:`BAND_QUANTILE`): the detector's polygons are smooth, not the annotators' zig-zags,
+#: and a second band did not lower page CER on the 10 dev pages (beam 10 + LM, polygon + 90th 8.6 /
+#: 23.0 / 29.6 %, + 75th 8.5 / 23.2 / 30.4 %, + 75th and 60th 8.7 / 22.9 / 30.0 %).
+READ_BAND_QUANTILES = (BAND_QUANTILE, 75.0)
 
 
 def baseline_band(polygon, baseline, quantile: float = BAND_QUANTILE, points: int = 40) -> list[list[float]] | None:
@@ -114,11 +126,12 @@ def baseline_band(polygon, baseline, quantile: float = BAND_QUANTILE, points: in
     return np.concatenate([upper, lower]).tolist()
 
 
-def crop_band(page: np.ndarray, polygon, baseline, pad: int = 4) -> np.ndarray | None:
-    """:func:`crop_line` along :func:`baseline_band` of ``polygon`` and ``baseline`` instead of the
-    polygon itself; None when no band can be cut (see :func:`baseline_band`), the band lies outside
-    ``page`` or the cut is under 2 px in height or width."""
-    band = baseline_band(polygon, baseline)
+def crop_band(page: np.ndarray, polygon, baseline, pad: int = 4,
+              quantile: float = BAND_QUANTILE) -> np.ndarray | None:
+    """:func:`crop_line` along :func:`baseline_band` (at ``quantile``) of ``polygon`` and ``baseline``
+    instead of the polygon itself; None when no band can be cut (see :func:`baseline_band`), the band
+    lies outside ``page`` or the cut is under 2 px in height or width."""
+    band = baseline_band(polygon, baseline, quantile)
     if band is None:
         return None
     try:
@@ -126,3 +139,17 @@ def crop_band(page: np.ndarray, polygon, baseline, pad: int = 4) -> np.ndarray |
     except ValueError:
         return None
     return cut if min(cut.shape) >= 2 else None
+
+
+def crop_bands(page: np.ndarray, polygon, baseline, pad: int = 4,
+               quantiles: tuple[float, ...] = READ_BAND_QUANTILES) -> list[np.ndarray]:
+    """The line cut along its baseline band at each of ``quantiles`` (:func:`crop_band`), in that
+    order, bands that cannot be cut and cuts equal to an earlier one left out (a polygon whose
+    extents are the same in every column gives one band at every quantile). Returns [] when no band
+    can be cut."""
+    cuts: list[np.ndarray] = []
+    for q in quantiles:
+        cut = crop_band(page, polygon, baseline, pad, q)
+        if cut is not None and not any(c.shape == cut.shape and np.array_equal(c, cut) for c in cuts):
+            cuts.append(cut)
+    return cuts

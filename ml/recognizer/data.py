@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..crop import crop_band
+from ..crop import BAND_QUANTILE, READ_BAND_QUANTILES, crop_bands
 from .augment import augment_real
 from .codec import Codec, nfc
 from .image import collate as collate_images
@@ -136,13 +136,22 @@ def _to_crop(rec: LineRecord, points: list | None) -> list[list[float]] | None:
 #: How a dataset line is cut: ``box`` reads the record's crop as it is (the bounding box of its
 #: polygon, with whatever of the neighbouring lines it holds); ``band`` cuts the crop along
 #: :func:`ml.crop.baseline_band` of its ground-truth polygon and baseline, straightened (the crop as
-#: it is when the record has no such geometry); ``best`` gives both, for the recognizer to keep the
-#: more confident reading (:meth:`ml.recognizer.predictor.Recognizer.recognize_candidates`).
+#: it is when the record has no such geometry); ``best`` gives the bands at each of
+#: :data:`ml.crop.READ_BAND_QUANTILES` and the box, for the recognizer to keep the most confident
+#: reading (:meth:`ml.recognizer.predictor.Recognizer.recognize_candidates`).
 CROPS = ("best", "band", "box")
 
 
+def _bands(rec: LineRecord, gray: np.ndarray, quantiles: tuple[float, ...]) -> list[np.ndarray]:
+    """The crop ``gray`` of ``rec`` cut along its baseline bands (:func:`ml.crop.crop_bands`); []
+    without the geometry to cut one."""
+    polygon, baseline = _to_crop(rec, rec.polygon), _to_crop(rec, rec.baseline)
+    return crop_bands(gray, polygon, baseline, pad=2, quantiles=quantiles) if polygon and baseline else []
+
+
 def line_image(rec: LineRecord, crop: str = "band") -> np.ndarray:
-    """The (h, w) uint8 image of a dataset line, cut as ``crop`` (``band`` or ``box``) says.
+    """The (h, w) uint8 image of a dataset line, cut as ``crop`` (``band``, at
+    :data:`ml.crop.BAND_QUANTILE`, or ``box``) says.
 
     Raises ValueError for another ``crop`` and what :func:`load_gray` raises for a missing or
     unreadable image."""
@@ -151,18 +160,19 @@ def line_image(rec: LineRecord, crop: str = "band") -> np.ndarray:
     gray = load_gray(rec.image)
     if crop == "box":
         return gray
-    polygon, baseline = _to_crop(rec, rec.polygon), _to_crop(rec, rec.baseline)
-    band = crop_band(gray, polygon, baseline, pad=2) if polygon and baseline else None
-    return gray if band is None else band  # no band to cut: the crop as it is
+    bands = _bands(rec, gray, (BAND_QUANTILE,))
+    return bands[0] if bands else gray  # no band to cut: the crop as it is
 
 
 def line_images(rec: LineRecord, crop: str = "best") -> list[np.ndarray]:
-    """The candidate images of a dataset line (:data:`CROPS`): ``best`` → [band, box] (just the
-    box when the record has no geometry to cut a band with), else [:func:`line_image`]."""
+    """The candidate images of a dataset line (:data:`CROPS`): ``best`` → the bands at
+    :data:`ml.crop.READ_BAND_QUANTILES`, then the box (just the box when the record has no geometry
+    to cut a band with), else [:func:`line_image`]."""
     if crop != "best":
         return [line_image(rec, crop)]
-    band, box = line_image(rec, "band"), line_image(rec, "box")
-    return [box] if np.array_equal(band, box) else [band, box]
+    gray = load_gray(rec.image)
+    bands = _bands(rec, gray, READ_BAND_QUANTILES)
+    return [b for b in bands if not (b.shape == gray.shape and np.array_equal(b, gray))] + [gray]
 
 
 def pack_lines(jsonl: str | Path, out_dir: str | Path, height: int, quality: int = 75,

@@ -16,7 +16,8 @@ per second of recognition (image loading excluded).
 Each line is read as :func:`ml.recognizer.data.line_images` cuts it (``--crop``): ``band`` cuts it
 along the band around its ground-truth baseline, which leaves out the parts of the neighbouring
 lines that the datasets' bounding-box crops hold; ``box`` reads the crop as it is; ``best``
-(default) reads both and keeps the more confident reading
+(default) reads the bands at :data:`ml.crop.READ_BAND_QUANTILES` (90th and 75th percentile) and
+the box, and keeps the most confident reading
 (:meth:`ml.recognizer.predictor.Recognizer.recognize_candidates`). Records without polygon,
 baseline, bbox and crop scale are read as they are whatever ``--crop`` says.
 """
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--crop", choices=CROPS, default="best",
                     help="band: cut each line along the band around its baseline; box: the crop as it is; "
-                         "best (default): read both, keep the more confident reading")
+                         "best (default): read the bands and the box, keep the most confident reading")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument("--update-card", action="store_true",
                     help="record the result in the artifact's model card (and its .md beside it)")

@@ -3,7 +3,7 @@ around a baseline that stands in for a zig-zag ground-truth polygon."""
 import numpy as np
 import pytest
 
-from ml.crop import baseline_band, crop_line
+from ml.crop import READ_BAND_QUANTILES, baseline_band, crop_band, crop_bands, crop_line
 
 
 def _page():
@@ -94,3 +94,17 @@ def test_band_needs_a_polygon_and_a_baseline():
     assert baseline_band([[0, 0], [10, 0]], [[0, 5], [10, 5]]) is None
     assert baseline_band([[0, 0], [10, 0], [10, 10]], [[0, 5]]) is None
     assert baseline_band([[5, 0], [5, 10], [5.4, 5]], [[0, 5], [10, 5]]) is None  # under 2 px wide
+
+
+def test_bands_at_each_quantile_tighter_ones_lower_and_no_repeats():
+    page = np.full((200, 320), 230, np.uint8)
+    page[70:100, 20:281] = 20  # the line's ink
+    zig = _zigzag(100)
+    cuts = crop_bands(page, zig, [[20, 100], [280, 100]], pad=2)
+    assert len(cuts) == len(READ_BAND_QUANTILES) == 2
+    assert np.array_equal(cuts[0], crop_band(page, zig, [[20, 100], [280, 100]], pad=2))  # the 90th first
+    assert cuts[1].shape[0] < cuts[0].shape[0]  # the 75th percentile of 5..30 px above is lower
+    # a rectangle has the same extents in every column: one band whatever the quantile
+    rect = [[20, 70], [280, 70], [280, 110], [20, 110]]
+    assert len(crop_bands(page, rect, [[20, 100], [280, 100]], pad=2)) == 1
+    assert crop_bands(page, [[0, 0], [10, 0]], [[0, 5], [10, 5]]) == []  # no band to cut
