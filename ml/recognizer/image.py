@@ -28,6 +28,18 @@ TIGHT_FRAMES_PER_CHAR = 2.2
 #: 27.5 / 29.4 % (Hooker) and 32.5 / 31.6 / 34.3 / 37.9 % (Stanford, large hands): stretching helps
 #: the tight lines and hurts the wide ones, hence the second reading of the tight lines only.
 TIGHT_STRETCH = 1.2
+#: A line read with more CTC frames per character than this is written wide for the model (large
+#: hands: median 3.5 frames per character on the Stanford dev lines, 2.1 on Hooker's): the
+#: recognizer reads it again squeezed by ``LOOSE_SQUEEZE`` and decodes that reading instead
+#: (``Recognizer.recognize_normalized``; training leaves these lines as they are). Measured with
+#: 20261201-cpu9b on the 1,343 handwritten dev lines, greedy, box + two bands (Copiste / Hooker /
+#: Stanford CER): off 7.65 / 20.35 / 28.35 %; squeezed by 0.85 above 5 / 4.5 / 4 / 3.5 frames per
+#: character 7.64 / 20.23 / 27.96, 7.60 / 20.25 / 27.66, 7.57 / 20.25 / 27.39 (52 % of the lines
+#: read twice), 7.63 / 20.21 / 27.58 %; by 0.77 above 4: 7.58 / 20.35 / 27.16 %; by 0.7 above 4:
+#: 7.71 / 20.40 / 27.66 %.
+LOOSE_FRAMES_PER_CHAR = 4.0
+#: Horizontal scale of the second reading of a loose line.
+LOOSE_SQUEEZE = 0.85
 
 
 def resize_to_height(gray: np.ndarray, height: int, max_width: int = MAX_WIDTH) -> np.ndarray:
@@ -78,6 +90,12 @@ def is_tight(frames: int, n_chars: int, frames_per_char: float = TIGHT_FRAMES_PE
     """Whether a line of ``n_chars`` characters read over ``frames`` CTC frames has fewer than
     ``frames_per_char`` frames per character (False for an empty reading)."""
     return n_chars > 0 and frames < frames_per_char * n_chars
+
+
+def is_loose(frames: int, n_chars: int, frames_per_char: float = LOOSE_FRAMES_PER_CHAR) -> bool:
+    """Whether a line of ``n_chars`` characters read over ``frames`` CTC frames has more than
+    ``frames_per_char`` frames per character (False for an empty reading)."""
+    return n_chars > 0 and frames > frames_per_char * n_chars
 
 
 def collate(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

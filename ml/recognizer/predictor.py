@@ -17,7 +17,8 @@ import torch
 from ..artifact import ARTIFACTS_DIR, load_artifact
 from .codec import Codec
 from .decode import Decoded, beam_decode, greedy_decode
-from .image import TIGHT_FRAMES_PER_CHAR, TIGHT_STRETCH, collate, is_tight, normalize_line, stretch_width
+from .image import (LOOSE_FRAMES_PER_CHAR, LOOSE_SQUEEZE, TIGHT_FRAMES_PER_CHAR, TIGHT_STRETCH, collate, is_loose,
+                    is_tight, normalize_line, stretch_width)
 from .model import CRNN, RecognizerConfig
 
 DEFAULT_PATH = ARTIFACTS_DIR / "recognizer.pt"
@@ -52,6 +53,7 @@ class Recognizer:
         self.lm, self.lm_alpha, self.lm_beta, self.beam_prune = None, 0.0, 0.0, 1e-3
         self._label_chars = [""] + list(codec.charset)
         self.tight_frames_per_char, self.tight_stretch = TIGHT_FRAMES_PER_CHAR, TIGHT_STRETCH
+        self.loose_frames_per_char, self.loose_squeeze = LOOSE_FRAMES_PER_CHAR, LOOSE_SQUEEZE
 
     def use_lm(self, lm, alpha: float | None = None, beta: float | None = None, prune: float | None = None) -> None:
         """Let beam search (``beam_width`` > 0) fuse the character language model ``lm``
@@ -97,7 +99,9 @@ class Recognizer:
 
         A line whose greedy reading has fewer than ``tight_frames_per_char`` CTC frames per
         character is read a second time stretched by ``tight_stretch`` (:func:`stretch_width`), and
-        that reading is the one decoded (``tight_stretch = 1`` turns the second reading off).
+        that reading is the one decoded (``tight_stretch = 1`` turns the second reading off); a line
+        with more than ``loose_frames_per_char`` is read again squeezed by ``loose_squeeze`` the same
+        way (``loose_squeeze = 1`` turns it off; see :data:`ml.recognizer.image.LOOSE_SQUEEZE`).
         Measured on the 1,343 handwritten dev lines with 20261130-cpu6-pc (39 % read twice): greedy
         CER 11.4 / 28.2 / 31.8 % → 10.5 / 27.2 / 32.0 % (Copiste / Hooker / Stanford), beam 10 +
         LM 8.3 / 24.1 / 26.0 % → 7.9 / 23.0 / 26.4 % (docs/TRAINING.md). The BiLSTM runs on each
@@ -149,16 +153,20 @@ class Recognizer:
         return out  # type: ignore[return-value]
 
     def _read(self, images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[Decoded]]:
-        """Posteriors and greedy readings of normalised lines, the tight ones read again stretched."""
+        """Posteriors and greedy readings of normalised lines, the tight ones read again stretched
+        and the loose ones read again squeezed (one more forward pass for both)."""
         posteriors = self._posteriors(images)
         greedy = [greedy_decode(lp) for lp in posteriors]
-        if self.tight_stretch != 1.0:
-            tight = [j for j, (lp, g) in enumerate(zip(posteriors, greedy))
-                     if is_tight(lp.shape[0], len(g.labels), self.tight_frames_per_char)]
-            if tight:
-                again = self._posteriors([stretch_width(images[j], self.tight_stretch) for j in tight])
-                for j, lp in zip(tight, again):
-                    posteriors[j], greedy[j] = lp, greedy_decode(lp)
+        again: dict[int, float] = {}
+        for j, (lp, g) in enumerate(zip(posteriors, greedy)):
+            if self.tight_stretch != 1.0 and is_tight(lp.shape[0], len(g.labels), self.tight_frames_per_char):
+                again[j] = self.tight_stretch
+            elif self.loose_squeeze != 1.0 and is_loose(lp.shape[0], len(g.labels), self.loose_frames_per_char):
+                again[j] = self.loose_squeeze
+        if again:
+            reread = self._posteriors([stretch_width(images[j], f) for j, f in again.items()])
+            for j, lp in zip(again, reread):
+                posteriors[j], greedy[j] = lp, greedy_decode(lp)
         return posteriors, greedy
 
     def _posteriors(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -10,6 +10,7 @@ from ml.metrics import ErrorRate
 from ml.pipeline import Canceled, PageImageError, PagePipeline, rotate_page, unrotate_points
 from ml.recognizer.data import load_gray, read_lines_jsonl
 from ml.recognizer.image import normalize_line, stretch_width
+from ml.recognizer.image import LOOSE_FRAMES_PER_CHAR, LOOSE_SQUEEZE, is_loose
 from ml.recognizer.predictor import TIGHT_FRAMES_PER_CHAR, TIGHT_STRETCH, Recognizer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -56,10 +57,11 @@ def test_tight_lines_are_read_again_stretched_and_read_better():
     rec = Recognizer.load()
     records = [r for r in read_lines_jsonl(FIXTURES / "lines.jsonl") if r.handwritten]
     squeezed = [stretch_width(normalize_line(load_gray(r.image), rec.height), 0.6) for r in records]
-    with_retry = rec.recognize_normalized(squeezed)
+    rec.loose_squeeze = 1.0  # the loose lines' second reading apart (test_loose_lines_are_read_again_squeezed)
+    with_retry = rec.recognize_normalized(squeezed, batch_size=1)  # one line per batch: no padding to vary
     rec.tight_stretch = 1.0
-    once = rec.recognize_normalized(squeezed)
-    stretched = rec.recognize_normalized([stretch_width(x, TIGHT_STRETCH) for x in squeezed])
+    once = rec.recognize_normalized(squeezed, batch_size=1)
+    stretched = rec.recognize_normalized([stretch_width(x, TIGHT_STRETCH) for x in squeezed], batch_size=1)
     frames = [x.shape[1] // rec.model.config.downsample for x in squeezed]
     tight = [i for i, p in enumerate(once) if p.text and frames[i] < TIGHT_FRAMES_PER_CHAR * len(p.text)]
     assert len(tight) >= len(records) // 2, "squeezing should make most lines tight"
@@ -70,6 +72,30 @@ def test_tight_lines_are_read_again_stretched_and_read_better():
         cer_once.update(r.text, a.text)
         cer_retry.update(r.text, b.text)
     assert cer_retry.cer < cer_once.cer, f"{cer_retry.cer:.3f} vs {cer_once.cer:.3f} on squeezed lines"
+
+
+def test_loose_lines_are_read_again_squeezed():
+    """Lines stretched to twice their width have too many CTC frames per character: the second,
+    squeezed reading is the one returned, and it reads them better than one reading."""
+    rec = Recognizer.load()
+    records = [r for r in read_lines_jsonl(FIXTURES / "lines.jsonl") if r.handwritten]
+    wide = [stretch_width(normalize_line(load_gray(r.image), rec.height), 2.0) for r in records]
+    rec.tight_stretch = 1.0  # the tight lines' second reading apart
+    with_retry = rec.recognize_normalized(wide, batch_size=1)
+    rec.loose_squeeze = 1.0
+    once = rec.recognize_normalized(wide, batch_size=1)
+    squeezed = rec.recognize_normalized([stretch_width(x, LOOSE_SQUEEZE) for x in wide], batch_size=1)
+    frames = [x.shape[1] // rec.model.config.downsample for x in wide]
+    loose = [i for i, p in enumerate(once) if p.text and frames[i] > LOOSE_FRAMES_PER_CHAR * len(p.text)]
+    assert len(loose) >= len(records) // 2, "stretching should make most lines loose"
+    for i, p in enumerate(with_retry):
+        assert p.text == (squeezed[i].text if i in loose else once[i].text)
+    cer_once, cer_retry = ErrorRate(), ErrorRate()
+    for r, a, b in zip(records, once, with_retry):
+        cer_once.update(r.text, a.text)
+        cer_retry.update(r.text, b.text)
+    assert cer_retry.cer < cer_once.cer, f"{cer_retry.cer:.3f} vs {cer_once.cer:.3f} on stretched lines"
+    assert is_loose(41, 10) and not is_loose(40, 10) and not is_loose(100, 0)
 
 
 def test_stretch_width_keeps_the_height_and_the_width_multiple():
