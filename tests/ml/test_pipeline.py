@@ -10,7 +10,7 @@ from ml.metrics import ErrorRate
 from ml.pipeline import Canceled, PageImageError, PagePipeline, rotate_page, unrotate_points
 from ml.recognizer.data import load_gray, read_lines_jsonl
 from ml.recognizer.image import normalize_line, stretch_width
-from ml.recognizer.image import LOOSE_FRAMES_PER_CHAR, LOOSE_SQUEEZE, is_loose
+from ml.recognizer.image import LOOSE_FRAMES_PER_CHAR, LOOSE_SQUEEZE, is_loose, is_tight
 from ml.recognizer.predictor import TIGHT_FRAMES_PER_CHAR, TIGHT_STRETCH, Recognizer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -51,51 +51,39 @@ def test_shipped_recognizer_reads_committed_real_lines():
     assert acc.cer <= MAX_LINE_CER, f"CER {acc.cer:.3f} on {acc.lines} fixture lines"
 
 
-def test_tight_lines_are_read_again_stretched_and_read_better():
-    """Lines squeezed to 60 % of their width have too few CTC frames per character: the second,
-    stretched reading is the one returned, and it reads the squeezed lines better than one reading."""
+@pytest.mark.parametrize("kind", ["tight", "loose"])
+def test_tight_and_loose_lines_are_read_again_and_read_better(kind):
+    """Lines squeezed to 60 % of their width have too few CTC frames per character (tight), lines
+    stretched to twice their width too many (loose): the second reading, stretched by
+    TIGHT_STRETCH or squeezed by LOOSE_SQUEEZE, is the one returned, and it reads those lines better
+    than one reading. The other kind's second reading is turned off to test each apart."""
     rec = Recognizer.load()
     records = [r for r in read_lines_jsonl(FIXTURES / "lines.jsonl") if r.handwritten]
-    squeezed = [stretch_width(normalize_line(load_gray(r.image), rec.height), 0.6) for r in records]
-    rec.loose_squeeze = 1.0  # the loose lines' second reading apart (test_loose_lines_are_read_again_squeezed)
-    with_retry = rec.recognize_normalized(squeezed, batch_size=1)  # one line per batch: no padding to vary
-    rec.tight_stretch = 1.0
-    once = rec.recognize_normalized(squeezed, batch_size=1)
-    stretched = rec.recognize_normalized([stretch_width(x, TIGHT_STRETCH) for x in squeezed], batch_size=1)
-    frames = [x.shape[1] // rec.model.config.downsample for x in squeezed]
-    tight = [i for i, p in enumerate(once) if p.text and frames[i] < TIGHT_FRAMES_PER_CHAR * len(p.text)]
-    assert len(tight) >= len(records) // 2, "squeezing should make most lines tight"
+    scale, again, attr, other = {"tight": (0.6, TIGHT_STRETCH, "tight_stretch", "loose_squeeze"),
+                                 "loose": (2.0, LOOSE_SQUEEZE, "loose_squeeze", "tight_stretch")}[kind]
+    lines = [stretch_width(normalize_line(load_gray(r.image), rec.height), scale) for r in records]
+    setattr(rec, other, 1.0)
+    with_retry = rec.recognize_normalized(lines, batch_size=1)  # one line per batch: no padding to vary
+    setattr(rec, attr, 1.0)
+    once = rec.recognize_normalized(lines, batch_size=1)
+    reread = rec.recognize_normalized([stretch_width(x, again) for x in lines], batch_size=1)
+    frames = [x.shape[1] // rec.model.config.downsample for x in lines]
+    test = is_tight if kind == "tight" else is_loose
+    hit = [i for i, p in enumerate(once) if test(frames[i], len(p.text))]
+    assert len(hit) >= len(records) // 2, f"rescaling should make most lines {kind}"
     for i, p in enumerate(with_retry):
-        assert p.text == (stretched[i].text if i in tight else once[i].text)
+        assert p.text == (reread[i].text if i in hit else once[i].text)
     cer_once, cer_retry = ErrorRate(), ErrorRate()
     for r, a, b in zip(records, once, with_retry):
         cer_once.update(r.text, a.text)
         cer_retry.update(r.text, b.text)
-    assert cer_retry.cer < cer_once.cer, f"{cer_retry.cer:.3f} vs {cer_once.cer:.3f} on squeezed lines"
+    assert cer_retry.cer < cer_once.cer, f"{cer_retry.cer:.3f} vs {cer_once.cer:.3f} on {kind} lines"
 
 
-def test_loose_lines_are_read_again_squeezed():
-    """Lines stretched to twice their width have too many CTC frames per character: the second,
-    squeezed reading is the one returned, and it reads them better than one reading."""
-    rec = Recognizer.load()
-    records = [r for r in read_lines_jsonl(FIXTURES / "lines.jsonl") if r.handwritten]
-    wide = [stretch_width(normalize_line(load_gray(r.image), rec.height), 2.0) for r in records]
-    rec.tight_stretch = 1.0  # the tight lines' second reading apart
-    with_retry = rec.recognize_normalized(wide, batch_size=1)
-    rec.loose_squeeze = 1.0
-    once = rec.recognize_normalized(wide, batch_size=1)
-    squeezed = rec.recognize_normalized([stretch_width(x, LOOSE_SQUEEZE) for x in wide], batch_size=1)
-    frames = [x.shape[1] // rec.model.config.downsample for x in wide]
-    loose = [i for i, p in enumerate(once) if p.text and frames[i] > LOOSE_FRAMES_PER_CHAR * len(p.text)]
-    assert len(loose) >= len(records) // 2, "stretching should make most lines loose"
-    for i, p in enumerate(with_retry):
-        assert p.text == (squeezed[i].text if i in loose else once[i].text)
-    cer_once, cer_retry = ErrorRate(), ErrorRate()
-    for r, a, b in zip(records, once, with_retry):
-        cer_once.update(r.text, a.text)
-        cer_retry.update(r.text, b.text)
-    assert cer_retry.cer < cer_once.cer, f"{cer_retry.cer:.3f} vs {cer_once.cer:.3f} on stretched lines"
-    assert is_loose(41, 10) and not is_loose(40, 10) and not is_loose(100, 0)
+def test_tight_and_loose_thresholds():
+    assert is_tight(21, 10) and not is_tight(22, 10) and not is_tight(0, 0)  # TIGHT_FRAMES_PER_CHAR 2.2
+    assert is_loose(41, 10) and not is_loose(40, 10) and not is_loose(100, 0)  # LOOSE_FRAMES_PER_CHAR 4
+    assert (TIGHT_FRAMES_PER_CHAR, LOOSE_FRAMES_PER_CHAR) == (2.2, 4.0)
 
 
 def test_stretch_width_keeps_the_height_and_the_width_multiple():
