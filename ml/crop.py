@@ -150,6 +150,6 @@ def crop_bands(page: np.ndarray, polygon, baseline, pad: int = 4,
     cuts: list[np.ndarray] = []
     for q in quantiles:
         cut = crop_band(page, polygon, baseline, pad, q)
-        if cut is not None and not any(c.shape == cut.shape and np.array_equal(c, cut) for c in cuts):
+        if cut is not None and not any(np.array_equal(c, cut) for c in cuts):
             cuts.append(cut)
     return cuts

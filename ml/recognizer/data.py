@@ -172,7 +172,7 @@ def line_images(rec: LineRecord, crop: str = "best") -> list[np.ndarray]:
         return [line_image(rec, crop)]
     gray = load_gray(rec.image)
     bands = _bands(rec, gray, READ_BAND_QUANTILES)
-    return [b for b in bands if not (b.shape == gray.shape and np.array_equal(b, gray))] + [gray]
+    return [b for b in bands if not np.array_equal(b, gray)] + [gray]
 
 
 def pack_lines(jsonl: str | Path, out_dir: str | Path, height: int, quality: int = 75,

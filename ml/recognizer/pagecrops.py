@@ -97,13 +97,16 @@ def pack_page_crops(pages_path: str | Path, out_dir: str | Path, height: int = 4
                 poly, base = (g["polygon"], g["baseline"]) if d is None else (d.polygon, d.baseline)
                 if cut == "band":
                     crop = crop_band(gray, poly, base)
+                    if crop is None:
+                        log.warning("%s line %s: no band to cut; skipped", page["image"], g["id"])
+                        continue
                 else:
                     try:
                         crop = crop_line(gray, poly, base)
                     except ValueError as exc:
                         log.warning("%s line %s: %s; skipped", page["image"], g["id"], exc)
                         continue
-                if crop is None or min(crop.shape) < 2:
+                if min(crop.shape) < 2:
                     continue
                 w.add(crop, {"id": str(g["id"]), "text": g["text"], "source": page["source"] + source_suffix, "handwritten": True})
         counts["packed"] = w.count

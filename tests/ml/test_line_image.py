@@ -1,5 +1,5 @@
 """Dataset lines cut along the band around their ground-truth baseline (``line_image``), packed
-that way, read that way by the evaluation CLI, and read both ways keeping the more confident
+that way, read that way by the evaluation CLI, and read from several cuts keeping the most confident
 reading (``Recognizer.recognize_candidates``)."""
 import dataclasses
 import json
