@@ -195,6 +195,22 @@ def test_faint_ink_lines_dropped_when_page_image_given():
         maps_to_lines(body, None, (400, 200), ink=ink[:10])
 
 
+def test_fragment_over_bare_paper_does_not_lengthen_the_line_it_would_join():
+    """Body probability over paper without ink (a signature's flourish misread, a stain) beside a
+    line is dropped before collinear fragments are joined: with the page image the line starts
+    where its ink does."""
+    body = np.zeros((200, 400), np.float32)
+    ink = np.zeros((200, 400), np.float32)
+    for y in (60, 120):
+        _band(body, 120, 380, y, 8)
+        ink[y - 8:y, 120:380:3] = 0.8
+    _band(body, 80, 110, 120, 8)  # a fragment 10 px before the second line, no ink under it
+    no_ink = maps_to_lines(body, None, (400, 200))
+    assert [round(ln.bbox[0]) for ln in no_ink] == [119, 79]  # joined: the line starts at 80
+    lines = maps_to_lines(body, None, (400, 200), ink=ink)
+    assert [round(ln.bbox[0]) for ln in lines] == [119, 119]
+
+
 def test_ascenders_and_descenders_fitted_to_each_lines_ink():
     """With the page image, each polygon reaches as far as its own line's ink does (within
     ASC_RANGE / DESC_RANGE), not a fixed multiple of the body height."""
