@@ -25,7 +25,7 @@ from ..crop import BAND_QUANTILE, READ_BAND_QUANTILES, crop_bands
 from .augment import augment_real
 from .codec import Codec, nfc
 from .image import collate as collate_images
-from .image import TIGHT_STRETCH, is_tight, normalize_line, resize_to_height, stretch_width
+from .image import TIGHT_STRETCH, is_loose, is_tight, normalize_line, resize_to_height, stretch_width
 
 log = logging.getLogger(__name__)
 
@@ -257,13 +257,16 @@ class LineDataset(Dataset):
         tight_stretch: lines with fewer than ``TIGHT_FRAMES_PER_CHAR`` frames per character of
             their text are stretched horizontally by this factor, as the recognizer reads them
             (default :data:`ml.recognizer.image.TIGHT_STRETCH`); 1.0 leaves them as they are.
+        loose_squeeze: lines with more than ``LOOSE_FRAMES_PER_CHAR`` frames per character of
+            their text are scaled horizontally by this factor, as the recognizer reads them again
+            (:data:`ml.recognizer.image.LOOSE_SQUEEZE`); 1.0 (default) leaves them as they are.
     """
 
     def __init__(self, pack: LinePack | None, codec: Codec, height: int, synthesizer=None,
                  n_synthetic: int = 0, augment: bool = True, mask_prob: float = 0.5, seed: int = 0,
-                 downsample: int = 4, tight_stretch: float = TIGHT_STRETCH):
+                 downsample: int = 4, tight_stretch: float = TIGHT_STRETCH, loose_squeeze: float = 1.0):
         self.pack, self.codec, self.height = pack, codec, height
-        self.downsample, self.tight_stretch = downsample, tight_stretch
+        self.downsample, self.tight_stretch, self.loose_squeeze = downsample, tight_stretch, loose_squeeze
         self.synth, self.n_synth = synthesizer, (n_synthetic if synthesizer is not None else 0)
         self.augment, self.mask_prob, self.seed, self.epoch = augment, mask_prob, seed, 0
         self.n_real = len(pack) if pack is not None else 0
@@ -291,8 +294,11 @@ class LineDataset(Dataset):
 
     def _normalized(self, img: np.ndarray, target: list[int]) -> np.ndarray:
         x = normalize_line(img, self.height)
-        if self.tight_stretch != 1.0 and is_tight(x.shape[1] // self.downsample, len(target)):
+        frames = x.shape[1] // self.downsample
+        if self.tight_stretch != 1.0 and is_tight(frames, len(target)):
             x = stretch_width(x, self.tight_stretch)
+        elif self.loose_squeeze != 1.0 and is_loose(frames, len(target)):
+            x = stretch_width(x, self.loose_squeeze)
         return x
 
 

@@ -12,7 +12,9 @@ the best model by mean CER is written as an artifact (``recognizer.pt`` + ``reco
 
 Lines written too tight for the model's resolution (fewer than ``TIGHT_FRAMES_PER_CHAR`` CTC frames
 per character of their ground truth) are stretched by ``tight_stretch`` (default
-:data:`ml.recognizer.image.TIGHT_STRETCH`, as the recognizer reads them; 1.0: off).
+:data:`ml.recognizer.image.TIGHT_STRETCH`, as the recognizer reads them; 1.0: off); lines wider
+than ``LOOSE_FRAMES_PER_CHAR`` are scaled by ``loose_squeeze`` (default 1.0: off; the recognizer
+reads them again at :data:`ml.recognizer.image.LOOSE_SQUEEZE`).
 
 Learning rate: linear warm-up over the first ``warmup`` fraction, then cosine decay to
 ``lr * final_lr_ratio``; progress is ``max(step / steps, elapsed / time_budget)``, so a run bounded
@@ -69,6 +71,7 @@ DEFAULTS = {
     "synthetic_ratio": 0.3,
     "mask_prob": 0.5,
     "tight_stretch": TIGHT_STRETCH,
+    "loose_squeeze": 1.0,
     "eval_every": 1000,
     "eval_max_lines": 0,
     "workers": 2,
@@ -250,7 +253,7 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
         n_synth = int(len(real) * cfg["synthetic_ratio"] / (1 - cfg["synthetic_ratio"]))
     ds = LineDataset(real, codec, mconf.height, synth, n_synth, augment=True,
                      mask_prob=cfg["mask_prob"], seed=cfg["seed"], downsample=mconf.downsample,
-                     tight_stretch=cfg["tight_stretch"])
+                     tight_stretch=cfg["tight_stretch"], loose_squeeze=cfg["loose_squeeze"])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     step, best, start_epoch, elapsed_before = 0, None, 0, 0.0
     history: list[dict] = []
@@ -386,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init", help="fine-tune from this recognizer artifact (keeps its codec and architecture)")
     for key in ("steps", "batch_size", "workers", "eval_every", "eval_max_lines", "seed"):
         ap.add_argument("--" + key.replace("_", "-"), type=int, dest=key)
-    for key in ("lr", "time_budget", "synthetic_ratio", "tight_stretch"):
+    for key in ("lr", "time_budget", "synthetic_ratio", "tight_stretch", "loose_squeeze"):
         ap.add_argument("--" + key.replace("_", "-"), type=float, dest=key)
     ap.add_argument("--train-packs", nargs="+", dest="train_packs")
     ap.add_argument("--dev-pack", nargs="+", dest="dev_pack",

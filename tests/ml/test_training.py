@@ -9,7 +9,7 @@ import torch
 
 from ml.recognizer.codec import Codec
 from ml.recognizer.data import LineDataset, LinePack, pack_lines, simplify_polygon
-from ml.recognizer.image import TIGHT_FRAMES_PER_CHAR, normalize_line
+from ml.recognizer.image import LOOSE_FRAMES_PER_CHAR, TIGHT_FRAMES_PER_CHAR, normalize_line
 from ml.recognizer.predictor import Recognizer
 from ml.recognizer.train import BucketBatchSampler, load_config, main
 
@@ -103,25 +103,31 @@ def test_pack_round_trip(packs):
     assert pack.records[0]["polygon"] is None or len(pack.records[0]["polygon"]) >= 3
 
 
-def test_lines_too_tight_for_the_model_are_stretched_in_training(packs):
+@pytest.mark.parametrize("kind", ["tight", "loose"])
+def test_lines_too_tight_or_loose_for_the_model_are_rescaled_in_training(packs, kind):
     """A line with fewer CTC frames per character of its text than TIGHT_FRAMES_PER_CHAR comes out of
-    the dataset stretched by tight_stretch; the others come out as normalize_line makes them. (At
-    downsampling 4 the fixture lines have 2.5-7.4 frames per character: counted at 8, some are tight.)"""
+    the dataset stretched by tight_stretch, one with more than LOOSE_FRAMES_PER_CHAR scaled by
+    loose_squeeze; the others come out as normalize_line makes them. (At downsampling 4 the fixture
+    lines have 2.5-7.4 frames per character: counted at 8, some are tight; at 4, some are loose.)"""
     pack = LinePack(packs / "train")
     codec = Codec.from_texts(r["text"] for r in pack.records)
-    plain = LineDataset(pack, codec, 32, augment=False, downsample=8, tight_stretch=1.0)
-    stretched = LineDataset(pack, codec, 32, augment=False, downsample=8, tight_stretch=1.5)
-    n_tight = 0
+    downsample, factor, arg = {"tight": (8, 1.5, "tight_stretch"), "loose": (4, 0.7, "loose_squeeze")}[kind]
+    plain = LineDataset(pack, codec, 32, augment=False, downsample=downsample, tight_stretch=1.0)
+    rescaled = LineDataset(pack, codec, 32, augment=False, downsample=downsample,
+                           **{"tight_stretch": 1.0, arg: factor})
+    n_rescaled = 0
     for i in range(len(pack)):
         x, target, _ = plain[i]
         assert x.shape == normalize_line(pack[i], 32).shape
-        y, _, _ = stretched[i]
-        if x.shape[1] // 8 < TIGHT_FRAMES_PER_CHAR * len(target):
-            n_tight += 1
-            assert abs(y.shape[1] - 1.5 * x.shape[1]) <= 4
+        y, _, _ = rescaled[i]
+        frames = x.shape[1] // downsample
+        if (frames < TIGHT_FRAMES_PER_CHAR * len(target) if kind == "tight"
+                else frames > LOOSE_FRAMES_PER_CHAR * len(target)):
+            n_rescaled += 1
+            assert abs(y.shape[1] - factor * x.shape[1]) <= 4
         else:
             assert y.shape == x.shape
-    assert 0 < n_tight < len(pack), "the fixture lines should hold tight and roomy lines"
+    assert 0 < n_rescaled < len(pack), f"the fixture lines should hold {kind} lines and others"
 
 
 def test_simplify_polygon_drops_points_within_the_tolerance_only():
