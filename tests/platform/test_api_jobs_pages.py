@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from PIL import Image
 
 from quire.documents.exports import ALTO_NS, PAGE_NS
-from quire.documents.models import Line, LineVersion
+from quire.documents.models import Line, LineVersion, Page
 from quire.jobs.models import JobState, TranscriptionJob
 from tests.platform.factories import add_lines, client_for, finish_job, make_page
 from tests.platform.xml_schemas import assert_valid
@@ -124,6 +124,24 @@ def test_page_exports(alice, fmt):
     assert _texts(response.content, fmt) == texts
     if fmt in ("page", "alto"):
         assert b"&amp;" in response.content and b"&lt;3" in response.content
+
+
+@pytest.mark.parametrize(("source_format", "frame_index", "expected"), [
+    ("jpeg", 0, "Brief an Anna, 1850.jpg"),  # the coordinates are the upload's own pixels
+    ("tiff", 2, None),  # a later frame exists only as the normalised image
+    ("pdf", 0, None),  # so does a rendered PDF page
+])
+def test_exports_name_the_image_their_coordinates_refer_to(alice, source_format, frame_index, expected):
+    page, _ = make_page(alice)
+    Page.objects.filter(pk=page.pk).update(filename="Brief an Anna, 1850.jpg", source_format=source_format,
+                                           frame_index=frame_index)
+    add_lines(page, ["Liebe Anna"])
+    client = client_for(alice)
+    expected = expected or f"page-{page.pk}.png"
+    page_xml = assert_valid(client.get(f"/api/v1/pages/{page.pk}/export/?format=page").content, "page")
+    assert page_xml.find(f"{{{PAGE_NS}}}Page").get("imageFilename") == expected
+    alto = assert_valid(client.get(f"/api/v1/pages/{page.pk}/export/?format=alto").content, "alto")
+    assert alto.findtext(f".//{{{ALTO_NS}}}fileName") == expected
 
 
 def test_export_format_is_checked(alice):

@@ -70,6 +70,22 @@ def _get(source, name: str, default=None):
     return getattr(source, name, default)
 
 
+def _image_filename(source, pk) -> str:
+    """The image file the exported coordinates refer to, for PAGE `imageFilename` / ALTO `fileName`.
+
+    A one-frame raster upload (PNG, JPEG, WebP, BMP, GIF, or the first frame of a TIFF) is stored
+    in its own pixel grid (after its EXIF orientation, as viewers show it), so the uploaded file's
+    name is given: the export then sits beside the archive's own images, as eScriptorium and
+    Transkribus import it. A PDF page or a later TIFF frame exists only as the normalised image
+    (`GET /api/v1/pages/{id}/image/`): `page-{id}.png`.
+    """
+    name = _get(source, "filename") or ""
+    fmt = _get(source, "source_format") or ""
+    if name and fmt and fmt != "pdf" and not _get(source, "frame_index", 0):
+        return name
+    return f"page-{pk}.png" if pk is not None else "page.png"
+
+
 def export_page(source, *, image_filename: str | None = None, page_number: int | None = None,
                 models: dict | None = None) -> ExportPage:
     """Adapt a `documents.Page` row (lines prefetched), an `ml` PageResult or its `to_dict()`.
@@ -102,7 +118,7 @@ def export_page(source, *, image_filename: str | None = None, page_number: int |
     return ExportPage(
         width=int(_get(source, "width")),
         height=int(_get(source, "height")),
-        image_filename=image_filename or (f"page-{pk}.png" if pk is not None else "page.png"),
+        image_filename=image_filename or _image_filename(source, pk),
         lines=out,
         page_number=page_number if page_number is not None else int(_get(source, "order", 0) or 0) + 1,
         models=models if models is not None else dict(
