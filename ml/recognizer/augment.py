@@ -126,10 +126,11 @@ def _paper(img: np.ndarray) -> int:
     return int(np.percentile(img, 90)) if img.size else 255
 
 
-def augment_real(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Moderate augmentation for real line crops (each step applied with some probability)."""
+def augment_real(img: np.ndarray, rng: np.random.Generator, max_shear: float = 0.25) -> np.ndarray:
+    """Moderate augmentation for real line crops (each step applied with some probability; half of
+    the lines are sheared by a factor drawn from [-``max_shear``, ``max_shear``])."""
     if rng.random() < 0.5:
-        img = shear(img, rng, 0.25)
+        img = shear(img, rng, max_shear)
     if rng.random() < 0.3:
         img = rotate(img, rng, 1.5)
     if rng.random() < 0.3:

@@ -260,15 +260,18 @@ class LineDataset(Dataset):
         loose_squeeze: lines with more than ``LOOSE_FRAMES_PER_CHAR`` frames per character of
             their text are scaled horizontally by this factor, as the recognizer reads them again
             (:data:`ml.recognizer.image.LOOSE_SQUEEZE`); 1.0 (default) leaves them as they are.
+        real_shear: the largest shear factor (horizontal pixels per pixel of height) that
+            augmentation applies to real lines.
     """
 
     def __init__(self, pack: LinePack | None, codec: Codec, height: int, synthesizer=None,
                  n_synthetic: int = 0, augment: bool = True, mask_prob: float = 0.5, seed: int = 0,
-                 downsample: int = 4, tight_stretch: float = TIGHT_STRETCH, loose_squeeze: float = 1.0):
+                 downsample: int = 4, tight_stretch: float = TIGHT_STRETCH, loose_squeeze: float = 1.0, real_shear: float = 0.25):
         self.pack, self.codec, self.height = pack, codec, height
         self.downsample, self.tight_stretch, self.loose_squeeze = downsample, tight_stretch, loose_squeeze
         self.synth, self.n_synth = synthesizer, (n_synthetic if synthesizer is not None else 0)
         self.augment, self.mask_prob, self.seed, self.epoch = augment, mask_prob, seed, 0
+        self.real_shear = real_shear
         self.n_real = len(pack) if pack is not None else 0
         self.targets = [codec.encode(r["text"]) for r in (pack.records if pack else [])]
         if codec.unknown:
@@ -286,7 +289,7 @@ class LineDataset(Dataset):
             if self.augment:
                 if rec.get("polygon") and rng.random() < self.mask_prob:
                     img = mask_outside(img, rec["polygon"], rng)
-                img = augment_real(img, rng)
+                img = augment_real(img, rng, self.real_shear)
             return self._normalized(img, self.targets[i]), self.targets[i], rec["text"]
         img, text = self.synth.render(rng)
         target = self.codec.encode(text)

@@ -14,7 +14,8 @@ Lines written too tight for the model's resolution (fewer than ``TIGHT_FRAMES_PE
 per character of their ground truth) are stretched by ``tight_stretch`` (default
 :data:`ml.recognizer.image.TIGHT_STRETCH`, as the recognizer reads them; 1.0: off); lines wider
 than ``LOOSE_FRAMES_PER_CHAR`` are scaled by ``loose_squeeze`` (default 1.0: off; the recognizer
-reads them again at :data:`ml.recognizer.image.LOOSE_SQUEEZE`).
+reads them again at :data:`ml.recognizer.image.LOOSE_SQUEEZE`). Half of the real lines are
+sheared by up to ``real_shear`` (default 0.25) in augmentation.
 
 Learning rate: linear warm-up over the first ``warmup`` fraction, then cosine decay to
 ``lr * final_lr_ratio``; progress is ``max(step / steps, elapsed / time_budget)``, so a run bounded
@@ -72,6 +73,7 @@ DEFAULTS = {
     "mask_prob": 0.5,
     "tight_stretch": TIGHT_STRETCH,
     "loose_squeeze": 1.0,
+    "real_shear": 0.25,
     "eval_every": 1000,
     "eval_max_lines": 0,
     "workers": 2,
@@ -253,7 +255,7 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
         n_synth = int(len(real) * cfg["synthetic_ratio"] / (1 - cfg["synthetic_ratio"]))
     ds = LineDataset(real, codec, mconf.height, synth, n_synth, augment=True,
                      mask_prob=cfg["mask_prob"], seed=cfg["seed"], downsample=mconf.downsample,
-                     tight_stretch=cfg["tight_stretch"], loose_squeeze=cfg["loose_squeeze"])
+                     tight_stretch=cfg["tight_stretch"], loose_squeeze=cfg["loose_squeeze"], real_shear=cfg["real_shear"])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     step, best, start_epoch, elapsed_before = 0, None, 0, 0.0
     history: list[dict] = []
@@ -389,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init", help="fine-tune from this recognizer artifact (keeps its codec and architecture)")
     for key in ("steps", "batch_size", "workers", "eval_every", "eval_max_lines", "seed"):
         ap.add_argument("--" + key.replace("_", "-"), type=int, dest=key)
-    for key in ("lr", "time_budget", "synthetic_ratio", "tight_stretch", "loose_squeeze"):
+    for key in ("lr", "time_budget", "synthetic_ratio", "tight_stretch", "loose_squeeze", "real_shear"):
         ap.add_argument("--" + key.replace("_", "-"), type=float, dest=key)
     ap.add_argument("--train-packs", nargs="+", dest="train_packs")
     ap.add_argument("--dev-pack", nargs="+", dest="dev_pack",

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from ml.recognizer.augment import shear
 from ml.recognizer.codec import Codec
 from ml.recognizer.data import LineDataset, LinePack, pack_lines, simplify_polygon
 from ml.recognizer.image import LOOSE_FRAMES_PER_CHAR, TIGHT_FRAMES_PER_CHAR, normalize_line
@@ -128,6 +129,25 @@ def test_lines_too_tight_or_loose_for_the_model_are_rescaled_in_training(packs, 
         else:
             assert y.shape == x.shape
     assert 0 < n_rescaled < len(pack), f"the fixture lines should hold {kind} lines and others"
+
+
+@pytest.mark.parametrize("max_shear", [0.25, 0.4])
+def test_shear_slants_a_vertical_stroke_by_at_most_the_bound(max_shear):
+    """The augmentation's shear (``real_shear`` in training) moves the top of a vertical stroke
+    sideways against its foot by up to ``max_shear`` times the height, both ways, and widens the
+    canvas so that no ink is cut off."""
+    h, w = 40, 30
+    img = np.full((h, w), 255, np.uint8)
+    img[:, 14:16] = 0
+    offsets = []
+    for seed in range(40):
+        out = shear(img, np.random.default_rng(seed), max_shear)
+        assert out.shape[0] == h and w < out.shape[1] <= w + max_shear * h + 1
+        assert (out < 128).sum() >= (img < 128).sum() * 0.9
+        top, foot = (float(np.flatnonzero(out[y] < 128).mean()) for y in (0, h - 1))
+        offsets.append(foot - top)
+    assert max(abs(o) for o in offsets) <= max_shear * h + 1
+    assert min(offsets) < -0.5 * max_shear * h and max(offsets) > 0.5 * max_shear * h
 
 
 def test_simplify_polygon_drops_points_within_the_tolerance_only():
