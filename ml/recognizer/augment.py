@@ -126,7 +126,11 @@ def _paper(img: np.ndarray) -> int:
     return int(np.percentile(img, 90)) if img.size else 255
 
 
-def augment_real(img: np.ndarray, rng: np.random.Generator, max_shear: float = 0.25) -> np.ndarray:
+#: Largest shear of real lines in :func:`augment_real` (training's ``real_shear`` default).
+REAL_SHEAR = 0.25
+
+
+def augment_real(img: np.ndarray, rng: np.random.Generator, max_shear: float = REAL_SHEAR) -> np.ndarray:
     """Moderate augmentation for real line crops (each step applied with some probability; half of
     the lines are sheared by a factor drawn from [-``max_shear``, ``max_shear``])."""
     if rng.random() < 0.5:

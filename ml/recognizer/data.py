@@ -22,7 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..crop import BAND_QUANTILE, READ_BAND_QUANTILES, crop_bands
-from .augment import augment_real
+from .augment import REAL_SHEAR, augment_real
 from .codec import Codec, nfc
 from .image import collate as collate_images
 from .image import TIGHT_STRETCH, is_loose, is_tight, normalize_line, resize_to_height, stretch_width
@@ -261,12 +261,13 @@ class LineDataset(Dataset):
             their text are scaled horizontally by this factor, as the recognizer reads them again
             (:data:`ml.recognizer.image.LOOSE_SQUEEZE`); 1.0 (default) leaves them as they are.
         real_shear: the largest shear factor (horizontal pixels per pixel of height) that
-            augmentation applies to real lines.
+            augmentation applies to real lines (default :data:`ml.recognizer.augment.REAL_SHEAR`).
     """
 
     def __init__(self, pack: LinePack | None, codec: Codec, height: int, synthesizer=None,
                  n_synthetic: int = 0, augment: bool = True, mask_prob: float = 0.5, seed: int = 0,
-                 downsample: int = 4, tight_stretch: float = TIGHT_STRETCH, loose_squeeze: float = 1.0, real_shear: float = 0.25):
+                 downsample: int = 4, tight_stretch: float = TIGHT_STRETCH, loose_squeeze: float = 1.0,
+                 real_shear: float = REAL_SHEAR):
         self.pack, self.codec, self.height = pack, codec, height
         self.downsample, self.tight_stretch, self.loose_squeeze = downsample, tight_stretch, loose_squeeze
         self.synth, self.n_synth = synthesizer, (n_synthetic if synthesizer is not None else 0)

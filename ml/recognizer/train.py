@@ -15,7 +15,7 @@ per character of their ground truth) are stretched by ``tight_stretch`` (default
 :data:`ml.recognizer.image.TIGHT_STRETCH`, as the recognizer reads them; 1.0: off); lines wider
 than ``LOOSE_FRAMES_PER_CHAR`` are scaled by ``loose_squeeze`` (default 1.0: off; the recognizer
 reads them again at :data:`ml.recognizer.image.LOOSE_SQUEEZE`). Half of the real lines are
-sheared by up to ``real_shear`` (default 0.25) in augmentation.
+sheared by up to ``real_shear`` (default :data:`ml.recognizer.augment.REAL_SHEAR`) in augmentation.
 
 Learning rate: linear warm-up over the first ``warmup`` fraction, then cosine decay to
 ``lr * final_lr_ratio``; progress is ``max(step / steps, elapsed / time_budget)``, so a run bounded
@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..artifact import code_commit, load_artifact, save_artifact, utc_now, write_card_markdown
 from ..metrics import score_by_source
+from .augment import REAL_SHEAR
 from .codec import Codec
 from .data import LineDataset, LinePack, collate_lines, concat_packs
 from .image import TIGHT_STRETCH, normalize_line
@@ -73,7 +74,7 @@ DEFAULTS = {
     "mask_prob": 0.5,
     "tight_stretch": TIGHT_STRETCH,
     "loose_squeeze": 1.0,
-    "real_shear": 0.25,
+    "real_shear": REAL_SHEAR,
     "eval_every": 1000,
     "eval_max_lines": 0,
     "workers": 2,
@@ -255,7 +256,8 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
         n_synth = int(len(real) * cfg["synthetic_ratio"] / (1 - cfg["synthetic_ratio"]))
     ds = LineDataset(real, codec, mconf.height, synth, n_synth, augment=True,
                      mask_prob=cfg["mask_prob"], seed=cfg["seed"], downsample=mconf.downsample,
-                     tight_stretch=cfg["tight_stretch"], loose_squeeze=cfg["loose_squeeze"], real_shear=cfg["real_shear"])
+                     tight_stretch=cfg["tight_stretch"], loose_squeeze=cfg["loose_squeeze"],
+                     real_shear=cfg["real_shear"])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     step, best, start_epoch, elapsed_before = 0, None, 0, 0.0
     history: list[dict] = []
