@@ -28,7 +28,7 @@ The shipped model (``ml/configs/recognizer_cpu.json``) is a smaller variant trai
 height 32, channels (16, 32, 64, 96), BiLSTM(192) × 2, 1.75 M parameters; one training step on 16
 lines takes 0.25 s on one CPU thread against 0.80 s for the default above, which is what let it
 see about 20 epochs in a session. At height 32 a median character is about 8 px wide: 2 CTC frames.
-The recognizer shipped since 20261130-cpu7-wcnn (now 20261202-cpu12-soup) widens stages 3–4 to 96/128 channels (2.02 M
+The recognizer shipped since 20261130-cpu7-wcnn (now 20261202-cpu14-soup) widens stages 3–4 to 96/128 channels (2.02 M
 parameters, :func:`widen_cnn`).
 
 ``downsample=2`` (``RecognizerConfig.downsample``) pools the second stage in height only (2 × 1):

@@ -97,9 +97,10 @@ def test_language_model_corrects_an_ambiguous_character():
 
 def test_shipped_language_model_reads_committed_lines_better_than_greedy():
     """The LM reading makes no more character errors than greedy decoding and fewer word errors.
-    Measured on the 12 fixture lines: recognizer 20261202-cpu12-soup greedy CER / WER 0.162 / 0.517,
-    beam + LM 0.162 / 0.467 (on all 1,343 dev lines 13.65 → 11.02 % CER; 12 lines are too few to
-    expect a character gain from every model); 20261130-cpu5-pc greedy CER 0.239, beam + LM 0.179
+    Measured on the 12 fixture lines: recognizer 20261202-cpu14-soup greedy CER / WER 0.168 / 0.483,
+    beam + LM 0.145 / 0.433 (on all 1,343 dev lines 13.43 → 10.95 % CER); 20261202-cpu12-soup 0.162 /
+    0.517 and 0.162 / 0.467 (12 lines are too few to expect a character gain from every model);
+    20261130-cpu5-pc greedy CER 0.239, beam + LM 0.179
     (20261130-cpu3: 0.241 and 0.190; 20261130-cpu2: 0.247 and 0.207; 20261130-cpu: 0.270 and 0.219)."""
     lm = CharLM.load()
     assert lm.order >= 3 and lm.decoding["beam_width"] > 0
