@@ -89,9 +89,10 @@ def file_sha256(path: str | Path) -> str:
 
 
 def write_card_markdown(path: str | Path, card: dict, title: str) -> Path:
-    """Write a model card dict as Markdown: scalars as a table, nested dicts as sub-tables."""
+    """Write a model card dict as Markdown: scalars as a table, nested dicts as sub-tables, lists as
+    bullet lists, and text of several lines (Markdown prose, e.g. a ``lineage``) as a section of its own."""
     lines = [f"# {title}", ""]
-    scalars = {k: v for k, v in card.items() if not isinstance(v, (dict, list))}
+    scalars = {k: v for k, v in card.items() if not isinstance(v, (dict, list)) and not _is_prose(v)}
     lines += ["| field | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in scalars.items()]
     for k, v in card.items():
@@ -107,6 +108,12 @@ def write_card_markdown(path: str | Path, card: dict, title: str) -> Path:
                 lines += ["| | |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
         elif isinstance(v, list):
             lines += ["", f"## {k}", ""] + [f"- {item}" for item in v]
+        elif _is_prose(v):
+            lines += ["", f"## {k}", "", v.strip("\n")]
     path = Path(path)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def _is_prose(value) -> bool:
+    return isinstance(value, str) and "\n" in value.strip("\n")

@@ -4,7 +4,7 @@ from the same artifact.
     python -m ml.recognizer.average --like runs/a/recognizer.pt \
         --checkpoints runs/a/snaps/e14.pt runs/a/snaps/e16.pt runs/b/last.pt \
         [--bn-lines 2048 --train-packs .gpu_data/rec_train] \
-        [--dev-pack .gpu_data/rec_dev] --out runs/avg/recognizer.pt [--version V]
+        [--dev-pack .gpu_data/rec_dev] --out runs/avg/recognizer.pt [--version V] [--lineage lineage.md]
 
 Method. The floating-point weights of the checkpoints are averaged uniformly, as stochastic weight
 averaging does along one run (Izmailov et al. 2018, "Averaging Weights Leads to Wider Optima and
@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--version")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--lineage", type=Path, metavar="FILE",
+                    help="Markdown telling how the result was made (runs, seeds, commands), kept in the card as "
+                         "'lineage'; without it the --like card's lineage is dropped, as it tells of another model")
     args = ap.parse_args(argv)
     if args.bn_lines > 0 and not args.train_packs:
         ap.error("--bn-lines needs --train-packs")
@@ -170,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
              len(weights), list(steps), n)
     version = args.version or f"{like['version']}-avg{len(weights)}"
     card = dict(like["card"] or {})
+    card.pop("lineage", None)
     card.update({
         "version": version, "code_commit": code_commit(), "date": utc_now(), "command": " ".join(sys.argv),
         "averaged_from": [f"{p} (step {s})" for p, s in zip(args.checkpoints, steps)],
@@ -177,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                      + (f"batch-norm statistics re-estimated on {n} augmented training lines" if n else
                         "batch-norm statistics averaged") + " (ml/recognizer/average.py)",
     })
+    if args.lineage:
+        card["lineage"] = args.lineage.read_text(encoding="utf-8")
     if args.dev_pack:
         from .train import evaluate_pack
 

@@ -116,3 +116,27 @@ def test_the_cli_writes_an_artifact_of_the_averaged_weights(two_runs, tmp_path, 
         main(["--like", str(two_runs / "a" / "recognizer.pt"), "--checkpoints", str(a),
               "--bn-lines", "8", "--out", str(tmp_path / "x.pt")])
     assert "--bn-lines needs --train-packs" in capsys.readouterr().err
+
+
+def test_the_lineage_is_kept_in_the_card_and_survives_a_new_evaluation(two_runs, tmp_path):
+    """``--lineage`` text lands in the card and its Markdown as a section of its own, stays there when
+    an evaluation rewrites the card, and is not inherited by an average made without one."""
+    from ml.recognizer.evaluate import update_card
+
+    lineage = tmp_path / "lineage.md"
+    lineage.write_text("A soup of run a and run b.\n\n```sh\npython -m ml.recognizer.average ...\n```\n")
+    out = tmp_path / "avg.pt"
+    a, b = two_runs / "a" / "last.pt", two_runs / "b" / "last.pt"
+    assert main(["--like", str(two_runs / "a" / "recognizer.pt"), "--checkpoints", str(a), str(b),
+                 "--out", str(out), "--version", "t-lineage", "--lineage", str(lineage)]) == 0
+    assert Recognizer.load(out).card["lineage"] == lineage.read_text()
+    res = {"sources": {"copiste_dun_jour_fr": {"cer": 0.5, "wer": 0.9, "lines": 3, "chars": 40}},
+           "lines_per_s": 10.0, "crop": "best"}
+    update_card(out, tmp_path / "dev" / "lines.jsonl", res, "greedy")
+    md = out.with_suffix(".md").read_text()
+    assert "## lineage\n\nA soup of run a and run b.\n\n```sh\n" in md and "## evaluation" in md
+    assert "| lineage |" not in md  # not a row of the field table
+    out2 = tmp_path / "avg2.pt"
+    assert main(["--like", str(out), "--checkpoints", str(a), "--out", str(out2)]) == 0
+    assert "lineage" not in Recognizer.load(out2).card
+    assert "## lineage" not in out2.with_suffix(".md").read_text()
