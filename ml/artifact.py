@@ -115,5 +115,13 @@ def write_card_markdown(path: str | Path, card: dict, title: str) -> Path:
     return path
 
 
+def inherited_card(card: dict | None, scalars_only: bool = False) -> dict:
+    """The entries of a parent's model card that a model made from it (a fine-tuning, a weight
+    average) starts its own card with: all of them (only the scalars with ``scalars_only``) except
+    ``lineage``, which tells how the parent itself was made."""
+    return {k: v for k, v in (card or {}).items()
+            if k != "lineage" and not (scalars_only and isinstance(v, (dict, list)))}
+
+
 def _is_prose(value) -> bool:
     return isinstance(value, str) and "\n" in value.strip("\n")

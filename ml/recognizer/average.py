@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-from ..artifact import code_commit, load_artifact, save_artifact, utc_now, write_card_markdown
+from ..artifact import code_commit, inherited_card, load_artifact, save_artifact, utc_now, write_card_markdown
 from .codec import Codec
 from .data import LineDataset, LinePack, collate_lines, concat_packs
 from .model import CRNN, RecognizerConfig
@@ -172,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("averaged %d checkpoints (steps %s); batch-norm statistics from %d training lines",
              len(weights), list(steps), n)
     version = args.version or f"{like['version']}-avg{len(weights)}"
-    card = dict(like["card"] or {})
-    card.pop("lineage", None)
+    card = inherited_card(like["card"])
     card.update({
         "version": version, "code_commit": code_commit(), "date": utc_now(), "command": " ".join(sys.argv),
         "averaged_from": [f"{p} (step {s})" for p, s in zip(args.checkpoints, steps)],

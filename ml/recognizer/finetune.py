@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifact import code_commit, load_artifact, save_artifact, utc_now, write_card_markdown
+from ..artifact import code_commit, inherited_card, load_artifact, save_artifact, utc_now, write_card_markdown
 from ..metrics import score_by_source
 from .codec import Codec
 from .data import LineDataset, LinePack, collate_lines, concat_packs, load_gray, read_lines_jsonl
@@ -193,7 +193,7 @@ def finetune(parent_artifact: str | Path, train_packs: list[str | Path], heldout
 
     version = version or f"{parent['version']}-ft{time.strftime('%Y%m%d%H%M%S')}"
     n_params = count_parameters(model)
-    card = {k: v for k, v in (parent.get("card") or {}).items() if not isinstance(v, (dict, list))}
+    card = inherited_card(parent.get("card"), scalars_only=True)
     card.update({
         "name": "quire-recognizer", "version": version, "parent": f"quire-recognizer@{parent['version']}",
         "fine_tuning": f"{step} steps, batch {batch_size}, AdamW lr {lr}, {seconds} s on {device}, "

@@ -140,3 +140,14 @@ def test_the_lineage_is_kept_in_the_card_and_survives_a_new_evaluation(two_runs,
     assert main(["--like", str(out), "--checkpoints", str(a), "--out", str(out2)]) == 0
     assert "lineage" not in Recognizer.load(out2).card
     assert "## lineage" not in out2.with_suffix(".md").read_text()
+
+
+def test_a_model_made_from_a_parent_does_not_inherit_its_lineage():
+    from ml.artifact import inherited_card
+
+    parent = {"name": "quire-recognizer", "lineage": "how the parent\nwas made", "dev": {"a": {"cer": 0.1}},
+              "averaged_from": ["x (step 1)"]}
+    assert inherited_card(parent) == {"name": "quire-recognizer", "dev": {"a": {"cer": 0.1}},
+                                      "averaged_from": ["x (step 1)"]}
+    assert inherited_card(parent, scalars_only=True) == {"name": "quire-recognizer"}
+    assert inherited_card(None) == {}
