@@ -15,6 +15,12 @@ with recognizer 20261201-cpu8a this lowered page CER from 9.8 / 24.0 / 35.2 % to
 (Copiste / Hooker / Stanford, beam 10 + LM; greedy 12.4 / 26.9 / 39.7 → 12.0 / 26.0 / 38.6 %) for
 about a third more time per page.
 
+Page slant. One hand writes a page and keeps its slant over it, and the recognizer reads best
+the slants it was trained on most; so the page's handwritten lines are also read sheared by
+the factor (of :data:`ml.recognizer.predictor.PAGE_SHEARS`) at which a few of them read most
+confidently, and each line keeps its most confident reading, upright or sheared
+(:meth:`Recognizer.recognize_candidates` with ``pages``; docs/TRAINING.md, "Page slant").
+
 Orientation. A page turned by 90° is recognised by the detector's orientation confidence (its
 lines look unlike upright text, see :class:`ml.detect.postprocess.PageLines`); the pipeline then
 detects on the page turned both ways and keeps the turn whose lines look upright. A page upside
@@ -161,18 +167,22 @@ class PagePipeline:
             ``printed``) or ``"drop"`` (they are not read).
         band_cut: also read each line cut along the band around its baseline and keep the more
             confident reading (False: one cut, along the polygon, about a quarter faster).
+        page_slant: also read the page's handwritten lines at the shear they read best at
+            together (:meth:`Recognizer.recognize_candidates` with ``pages``; one hand per page),
+            keeping each line's most confident reading (False: about half the reading time).
 
     Raises ValueError for another ``printed_lines``.
     """
 
     def __init__(self, detector: LineDetector, recognizer: Recognizer, batch_size: int = 32,
                  beam_width: int = 0, line_types: LineTypeClassifier | None = None, printed_lines: str = "keep",
-                 band_cut: bool = True):
+                 band_cut: bool = True, page_slant: bool = True):
         if printed_lines not in PRINTED_LINES:
             raise ValueError(f"printed_lines must be one of {PRINTED_LINES}, got {printed_lines!r}")
         self.detector, self.recognizer = detector, recognizer
         self.batch_size, self.beam_width = batch_size, beam_width
         self.line_types, self.printed_lines, self.band_cut = line_types, printed_lines, band_cut
+        self.page_slant = page_slant
 
     @classmethod
     def load(cls, detector_path: str | Path | None = None, recognizer_path: str | Path | None = None,
@@ -183,7 +193,7 @@ class PagePipeline:
         ``decoding``: ``"greedy"``, or ``"lm"`` for prefix beam search fused with the character
         language model ``lm_path`` (None = the shipped ``charlm.json.gz``; beam width and weights
         from its card unless ``beam_width`` is given). Other keyword arguments (``printed_lines``,
-        ``batch_size``, ``beam_width``, ``band_cut``) go to the constructor.
+        ``batch_size``, ``beam_width``, ``band_cut``, ``page_slant``) go to the constructor.
         Raises FileNotFoundError / ValueError for a missing or wrong artifact or decoding."""
         if decoding not in ("greedy", "lm"):
             raise ValueError(f"decoding must be 'greedy' or 'lm', got {decoding!r}")
@@ -276,8 +286,10 @@ class PagePipeline:
                 cut = crop_band(page, line.polygon, line.baseline)
                 if cut is not None:  # else the polygon's cut alone
                     cands.append(normalize_line(cut, self.recognizer.height))
+        # one hand per page: its handwritten lines share a slant (printed lines are read as cut)
+        pages = [None if p else 0 for p in printed] if self.page_slant else None
         recognitions = self.recognizer.recognize_candidates(candidates, self.batch_size, self.beam_width,
-                                                            on_batch) if images else []
+                                                            on_batch, pages) if images else []
         t_recognize = time.perf_counter() - t1
         W, H = gray.shape[1], gray.shape[0]
         lines = []

@@ -246,7 +246,8 @@ def current_pipeline():
                                           recognizer_path=paths[ModelVersion.Kind.RECOGNIZER],
                                           device=settings.QUIRE_DEVICE, decoding=settings.QUIRE_DECODING,
                                           printed_lines=settings.QUIRE_PRINTED_LINES,
-                                          band_cut=settings.QUIRE_LINE_CUTS == "both")
+                                          band_cut=settings.QUIRE_LINE_CUTS == "both",
+                                          page_slant=settings.QUIRE_PAGE_SLANT)
             _PIPELINE_KEY = key
             log.info("pipeline loaded: %s (from %s)", _PIPELINE.models,
                      {kind: chosen[kind].origin for kind in KINDS})

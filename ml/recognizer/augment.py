@@ -9,15 +9,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .image import shear_line
+
 
 def shear(img: np.ndarray, rng: np.random.Generator, max_shear: float = 0.35) -> np.ndarray:
-    """Slant the writing: horizontal shear by a factor in [-max_shear, max_shear], canvas widened."""
-    h, w = img.shape
-    s = rng.uniform(-max_shear, max_shear)
-    pad = int(abs(s) * h) + 1
-    # x' = x + s·y, shifted right by |s|·h when s < 0 so that the whole line stays on the canvas
-    m = np.float32([[1, s, -s * h if s < 0 else 0], [0, 1, 0]])
-    return cv2.warpAffine(img, m, (w + pad, h), flags=cv2.INTER_LINEAR, borderValue=_paper(img))
+    """Slant the writing: horizontal shear by a factor in [-max_shear, max_shear], canvas widened
+    (:func:`ml.recognizer.image.shear_line`)."""
+    return shear_line(img, rng.uniform(-max_shear, max_shear), _paper(img))
 
 
 def rotate(img: np.ndarray, rng: np.random.Generator, max_deg: float = 2.0) -> np.ndarray:

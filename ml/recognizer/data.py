@@ -44,6 +44,7 @@ class LineRecord:
     baseline: list | None = None  # page pixels
     bbox: list | None = None  # page pixels [x0, y0, x1, y1]
     crop_scale: float | None = None  # crop pixels per page pixel
+    page: str | None = None  # the page (image) the line was cut from; lines of one page share a hand
 
 
 def read_lines_jsonl(path: str | Path) -> list[LineRecord]:
@@ -65,6 +66,7 @@ def read_lines_jsonl(path: str | Path) -> list[LineRecord]:
                     source=r.get("source", "unknown"), lang=r.get("lang", ""),
                     handwritten=bool(r.get("handwritten", True)), polygon=r.get("polygon"),
                     baseline=r.get("baseline"), bbox=r.get("bbox"), crop_scale=r.get("crop_scale"),
+                    page=None if r.get("page") is None else str(r["page"]),
                 ))
             except (KeyError, TypeError, json.JSONDecodeError) as exc:
                 raise ValueError(f"{path}:{n}: malformed line record ({exc})") from exc
@@ -165,14 +167,15 @@ def line_image(rec: LineRecord, crop: str = "band") -> np.ndarray:
 
 
 def line_images(rec: LineRecord, crop: str = "best") -> list[np.ndarray]:
-    """The candidate images of a dataset line (:data:`CROPS`): ``best`` → the bands at
-    :data:`ml.crop.READ_BAND_QUANTILES`, then the box (just the box when the record has no geometry
-    to cut a band with), else [:func:`line_image`]."""
+    """The candidate images of a dataset line (:data:`CROPS`): ``best`` → the box, then the bands
+    at :data:`ml.crop.READ_BAND_QUANTILES` (just the box when the record has no geometry to cut a
+    band with), else [:func:`line_image`]. The box comes first as the pipeline's own crop does
+    (the first image is the one a page's slant is chosen on, ``Recognizer.recognize_candidates``)."""
     if crop != "best":
         return [line_image(rec, crop)]
     gray = load_gray(rec.image)
     bands = _bands(rec, gray, READ_BAND_QUANTILES)
-    return [b for b in bands if not np.array_equal(b, gray)] + [gray]
+    return [gray] + [b for b in bands if not np.array_equal(b, gray)]
 
 
 def pack_lines(jsonl: str | Path, out_dir: str | Path, height: int, quality: int = 75,

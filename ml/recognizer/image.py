@@ -86,6 +86,28 @@ def stretch_width(image: np.ndarray, factor: float, max_width: int = MAX_WIDTH) 
     return _pad_to_multiple(cv2.resize(image, (new_w, h), interpolation=cv2.INTER_LINEAR))
 
 
+def shear_line(image: np.ndarray, factor: float, fill: float = 0.0) -> np.ndarray:
+    """A line image (H, W), uint8 or float32, sheared horizontally about its middle row: a pixel
+    at height y moves by ``factor`` × (y − H/2) pixels (positive: the foot of a stroke moves right
+    of its top, so writing that leans right stands up). The canvas is widened by ⌈|factor|·H⌉ + 1
+    columns, the line centred in it, so no ink is cut off; new pixels are ``fill`` (0 is blank
+    paper for a normalised line). The width is not rounded: pass a normalised line through
+    :func:`_pad_to_multiple` (:func:`slant_line` does). ``factor`` 0 returns ``image`` itself."""
+    if factor == 0:
+        return image
+    h, w = image.shape
+    pad = int(np.ceil(abs(factor) * h)) + 1
+    m = np.float32([[1, factor, pad / 2 - factor * h / 2], [0, 1, 0]])
+    return cv2.warpAffine(image, m, (w + pad, h), flags=cv2.INTER_LINEAR, borderValue=fill)
+
+
+def slant_line(image: np.ndarray, factor: float, max_width: int = MAX_WIDTH) -> np.ndarray:
+    """A normalised line (H, W) float32 sheared by ``factor`` (:func:`shear_line`), its width a
+    multiple of WIDTH_MULTIPLE, squeezed to ``max_width`` when the shear widens it past that."""
+    out = _pad_to_multiple(shear_line(image, factor))
+    return stretch_width(out, max_width / out.shape[1]) if out.shape[1] > max_width else out
+
+
 def is_tight(frames: int, n_chars: int, frames_per_char: float = TIGHT_FRAMES_PER_CHAR) -> bool:
     """Whether a line of ``n_chars`` characters read over ``frames`` CTC frames has fewer than
     ``frames_per_char`` frames per character (False for an empty reading)."""

@@ -7,7 +7,7 @@ training-time validation and the tests.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,19 +18,30 @@ from ..artifact import ARTIFACTS_DIR, load_artifact
 from .codec import Codec
 from .decode import Decoded, beam_decode, greedy_decode
 from .image import (LOOSE_FRAMES_PER_CHAR, LOOSE_SQUEEZE, TIGHT_FRAMES_PER_CHAR, TIGHT_STRETCH, collate, is_loose,
-                    is_tight, normalize_line, stretch_width)
+                    is_tight, normalize_line, slant_line, stretch_width)
 from .model import CRNN, RecognizerConfig
 
 DEFAULT_PATH = ARTIFACTS_DIR / "recognizer.pt"
+#: Shears a page's lines are also read at when their page is known (``pages`` of
+#: :meth:`Recognizer.recognize_candidates`; factors of :func:`ml.recognizer.image.shear_line`,
+#: positive stands up writing that leans right). Slant is a property of a hand: a writer keeps it
+#: over a page, and the model reads best the slants it saw most (Hooker's 5,256 training lines).
+#: Measured with 20261202-cpu14-soup on the 1,343 handwritten dev lines, greedy, Copiste / Hooker /
+#: Stanford CER: off 6.94 / 19.30 / 26.20 %; see docs/TRAINING.md, "Page slant".
+PAGE_SHEARS = (-0.3, -0.15, 0.15, 0.3)
+#: Lines per page, spread over it, whose first image is read at every shear to choose the page's.
+SLANT_PROBE_LINES = 8
 
 
 @dataclass
 class Recognition:
-    """Text of one line (NFC), its confidence in [0, 1] and one confidence per character."""
+    """Text of one line (NFC), its confidence in [0, 1], one confidence per character, and the
+    shear of the reading kept (:meth:`Recognizer.recognize_candidates`)."""
 
     text: str
     confidence: float
     char_confidences: list[float]
+    shear: float = 0.0  # the page shear the kept reading was made at (0: as cut)
 
 
 class Recognizer:
@@ -54,6 +65,7 @@ class Recognizer:
         self._label_chars = [""] + list(codec.charset)
         self.tight_frames_per_char, self.tight_stretch = TIGHT_FRAMES_PER_CHAR, TIGHT_STRETCH
         self.loose_frames_per_char, self.loose_squeeze = LOOSE_FRAMES_PER_CHAR, LOOSE_SQUEEZE
+        self.page_shears, self.slant_probe_lines = PAGE_SHEARS, SLANT_PROBE_LINES
 
     def use_lm(self, lm, alpha: float | None = None, beta: float | None = None, prune: float | None = None) -> None:
         """Let beam search (``beam_width`` > 0) fuse the character language model ``lm``
@@ -112,10 +124,11 @@ class Recognizer:
 
     @torch.inference_mode()
     def recognize_candidates(self, candidates: Sequence[Sequence[np.ndarray]], batch_size: int = 32,
-                             beam_width: int = 0, on_batch: Callable[[int], None] | None = None
-                             ) -> list[Recognition]:
+                             beam_width: int = 0, on_batch: Callable[[int], None] | None = None,
+                             pages: Sequence[Hashable] | None = None) -> list[Recognition]:
         """Lines given as one or more normalised images each (the same line cut in different ways,
-        each through :func:`normalize_line`): every image is read greedily (tight ones twice, as
+        each through :func:`normalize_line`; the first is the line as detected or given, the
+        others cut closer): every image is read greedily (tight ones twice, as
         :meth:`recognize_normalized` says), each line keeps the reading with the highest line
         confidence, and that reading's posteriors are decoded (greedy, or beam search of
         ``beam_width`` with the language model if one is set), so the beam search runs once per line.
@@ -123,34 +136,94 @@ class Recognizer:
         Measured with 20261201-cpu8a on the 1,343 handwritten dev lines, greedy, the dataset's box
         crops / cut along the baseline band (:func:`ml.crop.baseline_band`) / the more confident of
         the two: Copiste 9.7 / 8.3 / 8.1 %, Hooker 26.1 / 24.6 / 21.6 %, Stanford 30.3 / 30.0 / 29.6 %
-        CER (docs/TRAINING.md). ``on_batch(n_done)`` counts lines whose candidates are all read.
-        Raises ValueError for a line without candidates.
+        CER (docs/TRAINING.md).
+
+        ``pages`` (one key per line, e.g. the page's name, None for a line of no known page; None:
+        off) groups the lines written by one hand, whose slant the page shares: each page then also gets a shear chosen among
+        ``page_shears`` (:meth:`_page_shear`) and, where one is chosen, all of its lines' images
+        are read again sheared by it (:func:`ml.recognizer.image.slant_line`) and join the
+        candidates, so that a line keeps its upright reading when that stays the most confident.
+        ``Recognition.shear`` tells which reading a line kept.
+
+        ``on_batch(n)`` is called after every batch, ``n`` the lines done so far in proportion to
+        the readings done (it may raise to stop). Raises ValueError for a line without candidates.
         """
-        flat = [(k, im) for k, cands in enumerate(candidates) for im in cands]
         remaining = [len(c) for c in candidates]
         if 0 in remaining:
             raise ValueError(f"line {remaining.index(0)} has no image to read")
-        order = sorted(range(len(flat)), key=lambda f: flat[f][1].shape[1])
-        best: dict[int, tuple[np.ndarray, Decoded]] = {}
-        out: list[Recognition | None] = [None] * len(candidates)
-        done = 0
+        if pages is not None and len(pages) != len(candidates):
+            raise ValueError(f"{len(pages)} page keys for {len(candidates)} lines")
+        n = len(candidates)
+        shears = tuple(s for s in self.page_shears if s != 0) if pages is not None else ()
+        groups: dict[Hashable, list[int]] = {}
+        for k, key in enumerate(pages or ()):
+            if key is not None:  # a line of no known page is read as cut
+                groups.setdefault(key, []).append(k)
+        probes = {key: ks[:: max(1, len(ks) // self.slant_probe_lines)][: self.slant_probe_lines]
+                  for key, ks in groups.items()}
+        first = sum(remaining)
+        planned = [first + len(shears) * sum(map(len, probes.values())) + (first if shears else 0), 0]
+
+        def progress(reads: int) -> None:
+            planned[1] += reads
+            if on_batch is not None:
+                on_batch(min(n, n * planned[1] // max(1, planned[0])))
+
+        best: list[tuple[np.ndarray, Decoded, float] | None] = [None] * n
+        first_confidence = [0.0] * n  # of each line's first image, upright
+
+        def keep(k: int, c: int, lp: np.ndarray, g: Decoded, shear: float = 0.0) -> None:
+            if best[k] is None or g.confidence > best[k][1].confidence:
+                best[k] = (lp, g, shear)
+            if c == 0 and shear == 0:
+                first_confidence[k] = g.confidence
+
+        self._read_all([(k, c, im) for k, cands in enumerate(candidates) for c, im in enumerate(cands)],
+                       batch_size, keep, progress)
+        if shears:
+            probe_reads: dict[tuple[int, float], tuple[np.ndarray, Decoded]] = {}
+            self._read_all([(k, s, slant_line(candidates[k][0], s)) for ks in probes.values() for k in ks
+                            for s in shears], batch_size, lambda k, s, lp, g: probe_reads.update({(k, s): (lp, g)}),
+                           progress)
+            chosen = {key: self._page_shear([first_confidence[k] for k in ks],
+                                            {s: [probe_reads[k, s][1].confidence for k in ks] for s in shears})
+                      for key, ks in probes.items()}
+            shear_of = [0.0 if key is None else chosen[key] for key in pages]  # type: ignore[union-attr]
+            for (k, s), (lp, g) in probe_reads.items():
+                if s == shear_of[k]:  # a probe's first image at its page's shear: read already
+                    keep(k, 0, lp, g, s)
+            again = [(k, c, slant_line(im, shear_of[k])) for k in range(n) if shear_of[k] != 0
+                     for c, im in enumerate(candidates[k]) if c or (k, shear_of[k]) not in probe_reads]
+            planned[0] += len(again) - first
+            self._read_all(again, batch_size, lambda k, c, lp, g: keep(k, c, lp, g, shear_of[k]), progress)
+        out = []
+        for lp, g, shear in best:  # type: ignore[misc]
+            d = beam_decode(lp, beam_width, self.beam_prune, lm=self.lm, label_chars=self._label_chars,
+                            alpha=self.lm_alpha, beta=self.lm_beta) if beam_width > 0 else g
+            out.append(Recognition(self.codec.decode(d.labels), d.confidence, d.char_confidences, shear))
+        return out
+
+    @staticmethod
+    def _page_shear(upright: list[float], sheared: dict[float, list[float]]) -> float:
+        """The shear (0 or a key of ``sheared``) at which a page's probe lines read with the highest
+        mean line confidence; ties keep 0. ``upright`` and each ``sheared[s]`` hold the
+        confidences of the same probe lines' first images. Comparing one image per line at every
+        shear, rather than the most confident of several cuts, avoids favouring the shear that had
+        more readings to choose from (docs/TRAINING.md, "Page slant")."""
+        score = {0.0: sum(upright)}
+        score.update({s: sum(c) for s, c in sheared.items()})
+        return max(score, key=lambda s: (score[s], s == 0))
+
+    def _read_all(self, items: list[tuple[int, float, np.ndarray]], batch_size: int,
+                  take: Callable[[int, float, np.ndarray, Decoded], None], progress: Callable[[int], None]) -> None:
+        """Read ``(a, b, image)`` items in batches of similar width (:meth:`_read`), calling
+        ``take(a, b, posteriors, greedy reading)`` for each and ``progress(n)`` after each batch of n."""
+        order = sorted(range(len(items)), key=lambda i: items[i][2].shape[1])
         for start in range(0, len(order), batch_size):
             idx = order[start: start + batch_size]
-            for f, lp, g in zip(idx, *self._read([flat[f][1] for f in idx])):
-                k = flat[f][0]
-                if k not in best or g.confidence > best[k][1].confidence:
-                    best[k] = (lp, g)
-                remaining[k] -= 1
-                if remaining[k]:
-                    continue
-                lp, g = best.pop(k)
-                d = beam_decode(lp, beam_width, self.beam_prune, lm=self.lm, label_chars=self._label_chars,
-                                alpha=self.lm_alpha, beta=self.lm_beta) if beam_width > 0 else g
-                out[k] = Recognition(self.codec.decode(d.labels), d.confidence, d.char_confidences)
-                done += 1
-            if on_batch is not None:
-                on_batch(done)
-        return out  # type: ignore[return-value]
+            for i, lp, g in zip(idx, *self._read([items[i][2] for i in idx])):
+                take(items[i][0], items[i][1], lp, g)
+            progress(len(idx))
 
     def _read(self, images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[Decoded]]:
         """Posteriors and greedy readings of normalised lines, the tight ones read again stretched

@@ -199,6 +199,9 @@ QUIRE_PRINTED_LINES = env_choice("QUIRE_PRINTED_LINES", "keep", ("keep", "drop")
 # the band around its baseline and keeps the more confident reading (more accurate, about a third
 # more time per page); "polygon" reads the polygon's cut only
 QUIRE_LINE_CUTS = env_choice("QUIRE_LINE_CUTS", "both", ("both", "polygon"))
+# also read a page's handwritten lines sheared by the slant they read best at together (one hand
+# per page; dev Stanford greedy CER 26.2 -> 25.0 %, about twice the reading time); off: as cut only
+QUIRE_PAGE_SLANT = env_bool("QUIRE_PAGE_SLANT", True)
 # torch CPU threads per worker process: 1, with one worker per core (more threads spin during LM
 # decoding and slow the other workers down, see docs/ARCHITECTURE.md)
 QUIRE_TORCH_THREADS = env_int("QUIRE_TORCH_THREADS", 1)

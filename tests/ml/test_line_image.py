@@ -35,9 +35,9 @@ def test_band_falls_back_to_the_crop_without_geometry():
     bare = dataclasses.replace(r, polygon=None, baseline=None)
     assert np.array_equal(line_image(bare, "band"), load_gray(r.image))
     assert len(line_images(bare, "best")) == 1  # nothing to choose from: read once
-    best = line_images(r, "best")  # the bands (90th, then 75th percentile), then the box
+    best = line_images(r, "best")  # the box, then the bands (90th, then 75th percentile)
     assert 2 <= len(best) <= 3
-    assert np.array_equal(best[0], line_image(r, "band")) and np.array_equal(best[-1], load_gray(r.image))
+    assert np.array_equal(best[1], line_image(r, "band")) and np.array_equal(best[0], load_gray(r.image))
     assert any(len(line_images(x, "best")) == 3 for x in read_lines_jsonl(LINES))
     with pytest.raises(ValueError, match="unknown crop 'page'"):
         line_image(r, "page")
