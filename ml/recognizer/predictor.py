@@ -27,7 +27,8 @@ DEFAULT_PATH = ARTIFACTS_DIR / "recognizer.pt"
 #: positive stands up writing that leans right). Slant is a property of a hand: a writer keeps it
 #: over a page, and the model reads best the slants it saw most (Hooker's 5,256 training lines).
 #: Measured with 20261202-cpu14-soup on the 1,343 handwritten dev lines, greedy, Copiste / Hooker /
-#: Stanford CER: off 6.94 / 19.30 / 26.20 %; see docs/TRAINING.md, "Page slant".
+#: Stanford CER: off 6.94 / 19.30 / 26.20 %, on 6.83 / 19.23 / 24.93 % for 1.8 times the reading time
+#: (with the language model 5.36 / 15.99 / 22.17 → 5.27 / 16.04 / 21.06 %; docs/TRAINING.md, "Page slant").
 PAGE_SHEARS = (-0.3, -0.15, 0.15, 0.3)
 #: Lines per page, spread over it, whose first image is read at every shear to choose the page's.
 SLANT_PROBE_LINES = 8

@@ -18,9 +18,10 @@ PAGE = FIXTURES / "pages" / "copiste_dun_jour_fr" / "alto_wikitexte_0024_2.jpg"
 PAGE_XML = PAGE.with_suffix(".xml")
 
 # Bounds the shipped models meet with a margin: recognizer 20261202-cpu14-soup measured 0.168 CER on the
-# 12 fixture lines (box crops) and 0.137 page CER on the fixture page, greedy (0.114 with the language
+# 12 fixture lines (box crops) and 0.127 page CER on the fixture page, greedy (0.105 with the language
 # model; detector 1.202611300452; tight lines read again stretched, loose ones squeezed, each line read
-# along its polygon and its baseline band). Earlier recognizers: 20261202-cpu12-soup 0.162 / 0.144 (LM
+# along its polygon and its baseline band, the page's lines also at its slant; without page slant 0.137,
+# LM 0.114). Earlier recognizers: 20261202-cpu12-soup 0.162 / 0.144 (LM
 # 0.111), 20261202-cpu11-soup 0.165 / 0.160 (LM
 # 0.141), 20261201-cpu10a 0.179 / 0.163 (LM
 # 0.131), 20261201-cpu9b 0.193 / 0.147 (LM
