@@ -140,14 +140,16 @@ class Recognizer:
         CER (docs/TRAINING.md).
 
         ``pages`` (one key per line, e.g. the page's name, None for a line of no known page; None:
-        off) groups the lines written by one hand, whose slant the page shares: each page then also gets a shear chosen among
-        ``page_shears`` (:meth:`_page_shear`) and, where one is chosen, all of its lines' images
-        are read again sheared by it (:func:`ml.recognizer.image.slant_line`) and join the
-        candidates, so that a line keeps its upright reading when that stays the most confident.
-        ``Recognition.shear`` tells which reading a line kept.
+        off) groups the lines written by one hand, whose slant the page shares: each page then also
+        gets a shear chosen among ``page_shears`` (:meth:`_page_shear`) and, where one is chosen,
+        all of its lines' images are read again sheared by it
+        (:func:`ml.recognizer.image.slant_line`) and join the candidates, so that a line keeps its
+        upright reading when that stays the most confident. ``Recognition.shear`` tells which
+        reading a line kept.
 
-        ``on_batch(n)`` is called after every batch, ``n`` the lines done so far in proportion to
-        the readings done (it may raise to stop). Raises ValueError for a line without candidates.
+        ``on_batch(n)`` is called after every batch read or decoded, ``n`` the lines done so far in
+        proportion to the work done (it may raise to stop). Raises ValueError for a line without
+        candidates or for ``pages`` of another length.
         """
         remaining = [len(c) for c in candidates]
         if 0 in remaining:
@@ -163,7 +165,8 @@ class Recognizer:
         probes = {key: ks[:: max(1, len(ks) // self.slant_probe_lines)][: self.slant_probe_lines]
                   for key, ks in groups.items()}
         first = sum(remaining)
-        planned = [first + len(shears) * sum(map(len, probes.values())) + (first if shears else 0), 0]
+        decodes = n if beam_width > 0 else 0  # beam search is work to count; a greedy reading is decoded already
+        planned = [first + len(shears) * sum(map(len, probes.values())) + (first if shears else 0) + decodes, 0]
 
         def progress(reads: int) -> None:
             planned[1] += reads
@@ -198,10 +201,12 @@ class Recognizer:
             planned[0] += len(again) - first
             self._read_all(again, batch_size, lambda k, c, lp, g: keep(k, c, lp, g, shear_of[k]), progress)
         out = []
-        for lp, g, shear in best:  # type: ignore[misc]
+        for k, (lp, g, shear) in enumerate(best):  # type: ignore[misc]
             d = beam_decode(lp, beam_width, self.beam_prune, lm=self.lm, label_chars=self._label_chars,
                             alpha=self.lm_alpha, beta=self.lm_beta) if beam_width > 0 else g
             out.append(Recognition(self.codec.decode(d.labels), d.confidence, d.char_confidences, shear))
+            if decodes and ((k + 1) % batch_size == 0 or k + 1 == n):
+                progress((k % batch_size) + 1)
         return out
 
     @staticmethod

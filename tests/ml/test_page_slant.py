@@ -83,3 +83,19 @@ def test_page_slant_off_and_lines_of_no_page_read_as_cut(rec, lines):
     assert [r.text for r in off] == [r.text for r in plain]
     with pytest.raises(ValueError, match="3 page keys for"):
         rec.recognize_candidates(leaning, pages=["p"] * 3)
+
+
+def test_progress_counts_the_beam_search_too(lines):
+    """With the language model, decoding is the slow part: progress (and the pipeline's cancel
+    check, which runs in ``on_batch``) keeps moving through it instead of reaching the end when the
+    last line is read."""
+    from ml.recognizer.lm import CharLM
+
+    _, images = lines
+    rec = Recognizer.load()
+    lm = CharLM.load()
+    rec.use_lm(lm)
+    done = []
+    rec.recognize_candidates([[x] for x in images], batch_size=4, beam_width=lm.decoding["beam_width"],
+                             on_batch=done.append)
+    assert done == [2, 4, 6, 8, 10, 12]  # 3 batches read, then 3 batches decoded, of 12 lines
