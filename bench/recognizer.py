@@ -11,10 +11,12 @@ spread evenly over the file (every source stays in) for smoke tests.
 Every engine reads the same line images, cut as ``--crop`` says (:data:`ml.recognizer.data.CROPS`,
 as ``ml.recognizer.evaluate`` reads lines): ``band``, each line cut along the band around its
 ground-truth baseline (written as PNG files into a temporary folder for the peers, outside the
-timings); ``box``, the dataset's crops as they are; ``best`` (default), the bands at
-:data:`ml.crop.READ_BAND_QUANTILES` (90th and 75th percentile) and the box, each engine keeping its
-own most confident reading of the three (ours: :meth:`Recognizer.recognize_candidates`; RapidOCR:
-its recognition score); Tesseract, whose batch mode gives no score, reads the first band then.
+timings); ``box``, the dataset's crops as they are; ``best`` (default), the box and the bands at
+:data:`ml.crop.READ_BAND_QUANTILES` (90th and 75th percentile), each engine keeping its own most
+confident reading of the three (ours: :meth:`Recognizer.recognize_candidates`, which also reads
+the lines of each page, the records' ``page``, at the slant chosen for the page, as the pipeline
+does; RapidOCR: its recognition score); Tesseract, whose batch mode gives no score, reads the first
+band then.
 
 Engines (issue 3, "Targets"):
 
@@ -79,7 +81,7 @@ def score(records: list, texts: list[str]) -> dict:
 
 def cut_lines(records: list, folder: Path, crop: str) -> list[list[Path]]:
     """Each record's candidate images, cut as :func:`ml.recognizer.data.line_images` cuts them for
-    ``crop`` (``best``: the baseline bands, then the box), written as PNG files into ``folder``; one
+    ``crop`` (``best``: the box, then the baseline bands), written as PNG files into ``folder``; one
     list of files per record, in the records' order."""
     import cv2
 
@@ -117,7 +119,7 @@ def run_quire(records: list, model: str | None, beams: list[int], threads: int, 
                 f.write(json.dumps({"id": r.id, "image": str(Path(r.image).resolve()), "text": r.text,
                                     "source": r.source, "lang": r.lang, "handwritten": True,
                                     "polygon": r.polygon, "baseline": r.baseline, "bbox": r.bbox,
-                                    "crop_scale": r.crop_scale}) + "\n")
+                                    "crop_scale": r.crop_scale, "page": r.page}) + "\n")
         runs = [("quire" if beam == 0 else f"quire_beam{beam}", beam, None) for beam in beams]
         if lm:
             charlm = CharLM.load()
@@ -253,7 +255,8 @@ def run(args, engines: list[str], records: list, candidates: list[list[Path]]) -
             results.update(run_quire(records, args.model, [0] + ([args.beam] if args.beam else []),
                                      args.threads, args.batch_size, lm=not args.no_lm, crop=args.crop))
         elif e == "tesseract":
-            results.update(run_tesseract(records, [c[0] for c in candidates], "band" if args.crop == "best" else args.crop))
+            results.update(run_tesseract(records, [c[1] if len(c) > 1 else c[0] for c in candidates],  # best: box, bands
+                                         "band" if args.crop == "best" else args.crop))
         else:
             results.update(run_rapidocr(records, candidates, args.crop))
         print(f"{e}: {time.perf_counter() - t:.1f} s", file=sys.stderr)
