@@ -86,7 +86,8 @@ def update_card(path: str | Path, lines: str | Path, res: dict, decoding: str) -
     data["card"].setdefault("evaluation", {})
     data["card"]["evaluation"] = {
         **data["card"]["evaluation"],
-        **{f"{name}/{s}{suffix}": {**v, "decoding": decoding, "crop": crop, "page_slant": slant} for s, v in res["sources"].items()},
+        **{f"{name}/{s}{suffix}": {**v, "decoding": decoding, "crop": crop, "page_slant": slant}
+           for s, v in res["sources"].items()},
     }
     speed_key = f"{name}_cpu_lines_per_s{suffix}"
     data["card"][speed_key] = res["lines_per_s"]

@@ -151,9 +151,9 @@ class Recognizer:
         proportion to the work done (it may raise to stop). Raises ValueError for a line without
         candidates or for ``pages`` of another length.
         """
-        remaining = [len(c) for c in candidates]
-        if 0 in remaining:
-            raise ValueError(f"line {remaining.index(0)} has no image to read")
+        counts = [len(c) for c in candidates]
+        if 0 in counts:
+            raise ValueError(f"line {counts.index(0)} has no image to read")
         if pages is not None and len(pages) != len(candidates):
             raise ValueError(f"{len(pages)} page keys for {len(candidates)} lines")
         n = len(candidates)
@@ -164,14 +164,18 @@ class Recognizer:
                 groups.setdefault(key, []).append(k)
         probes = {key: ks[:: max(1, len(ks) // self.slant_probe_lines)][: self.slant_probe_lines]
                   for key, ks in groups.items()}
-        first = sum(remaining)
+        upright = sum(counts)
         decodes = n if beam_width > 0 else 0  # beam search is work to count; a greedy reading is decoded already
-        planned = [first + len(shears) * sum(map(len, probes.values())) + (first if shears else 0) + decodes, 0]
+        # work units: readings (the sheared rereading counted as large as the upright one until the
+        # pages' shears are known) and beam decodings
+        planned = upright + len(shears) * sum(map(len, probes.values())) + (upright if shears else 0) + decodes
+        worked = 0
 
-        def progress(reads: int) -> None:
-            planned[1] += reads
+        def progress(units: int) -> None:
+            nonlocal worked
+            worked += units
             if on_batch is not None:
-                on_batch(min(n, n * planned[1] // max(1, planned[0])))
+                on_batch(min(n, n * worked // max(1, planned)))
 
         best: list[tuple[np.ndarray, Decoded, float] | None] = [None] * n
         first_confidence = [0.0] * n  # of each line's first image, upright
@@ -198,7 +202,7 @@ class Recognizer:
                     keep(k, 0, lp, g, s)
             again = [(k, c, slant_line(im, shear_of[k])) for k in range(n) if shear_of[k] != 0
                      for c, im in enumerate(candidates[k]) if c or (k, shear_of[k]) not in probe_reads]
-            planned[0] += len(again) - first
+            planned += len(again) - upright
             self._read_all(again, batch_size, lambda k, c, lp, g: keep(k, c, lp, g, shear_of[k]), progress)
         out = []
         for k, (lp, g, shear) in enumerate(best):  # type: ignore[misc]
