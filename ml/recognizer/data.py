@@ -25,7 +25,7 @@ from ..crop import BAND_QUANTILE, READ_BAND_QUANTILES, crop_bands
 from .augment import REAL_SHEAR, augment_real
 from .codec import Codec, nfc
 from .image import collate as collate_images
-from .image import TIGHT_STRETCH, is_loose, is_tight, normalize_line, resize_to_height, stretch_width
+from .image import BLANK_MARGIN, TIGHT_STRETCH, is_loose, is_tight, normalize_line, resize_to_height, stretch_width
 
 log = logging.getLogger(__name__)
 
@@ -310,10 +310,11 @@ class LineDataset(Dataset):
 
 
 def collate_lines(items):
-    """Batch of dataset items → (images (B, 1, H, W) float32, widths (B,) int64 pixels,
+    """Batch of dataset items → (images (B, 1, H, W) float32 with :data:`ml.recognizer.image.BLANK_MARGIN`
+    blank columns after the widest line, as the recognizer reads them, widths (B,) int64 pixels,
     targets (sum of target lengths,) int64, target_lengths (B,) int64, texts list[str])."""
     images, targets, texts = zip(*items)
-    batch, widths = collate_images(list(images))
+    batch, widths = collate_images(list(images), BLANK_MARGIN)
     flat = [c for t in targets for c in t]
     return (torch.from_numpy(batch), torch.from_numpy(widths), torch.tensor(flat, dtype=torch.int64),
             torch.tensor([len(t) for t in targets], dtype=torch.int64), list(texts))

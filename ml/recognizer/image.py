@@ -40,6 +40,14 @@ TIGHT_STRETCH = 1.2
 LOOSE_FRAMES_PER_CHAR = 4.0
 #: Horizontal scale of the second reading of a loose line.
 LOOSE_SQUEEZE = 0.85
+#: Blank (zero) columns :func:`collate` puts after the widest line of a recognizer batch, so that
+#: every line of it, the widest too, is followed by at least this much blank paper. The network's
+#: convolutions reach 22 px to either side (3×3 at full, half and quarter width: 1 + 2 + 4 × 4, plus
+#: the pooling windows), so with 32 a line's posteriors no longer depend on what it is batched with
+#: (without it the widest line of a batch ends at the tensor's edge, where the convolutions pad with
+#: zeros past every layer rather than with blank paper at the input: the Stanford dev CER moved by up
+#: to 0.8 point with the batching alone; docs/TRAINING.md, "Batch-independent reading").
+BLANK_MARGIN = 32
 
 
 def resize_to_height(gray: np.ndarray, height: int, max_width: int = MAX_WIDTH) -> np.ndarray:
@@ -120,12 +128,14 @@ def is_loose(frames: int, n_chars: int, frames_per_char: float = LOOSE_FRAMES_PE
     return n_chars > 0 and frames > frames_per_char * n_chars
 
 
-def collate(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Stack normalised lines of equal height into a (B, 1, H, W_max) float32 batch, padded with
-    zeros on the right; also returns the widths (B,) int64 in pixels."""
+def collate(images: list[np.ndarray], margin: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Stack normalised lines of equal height into a (B, 1, H, W_max + margin) float32 batch,
+    padded with zeros (blank paper) on the right; also returns the widths (B,) int64 in pixels.
+    ``margin`` (a multiple of WIDTH_MULTIPLE; the recognizer's is :data:`BLANK_MARGIN`) adds blank
+    columns after the widest line."""
     h = images[0].shape[0]
     widths = np.array([im.shape[1] for im in images], dtype=np.int64)
-    batch = np.zeros((len(images), 1, h, int(widths.max())), dtype=np.float32)
+    batch = np.zeros((len(images), 1, h, int(widths.max()) + margin), dtype=np.float32)
     for i, im in enumerate(images):
         batch[i, 0, :, : im.shape[1]] = im
     return batch, widths

@@ -17,8 +17,8 @@ import torch
 from ..artifact import ARTIFACTS_DIR, load_artifact
 from .codec import Codec
 from .decode import Decoded, beam_decode, greedy_decode
-from .image import (LOOSE_FRAMES_PER_CHAR, LOOSE_SQUEEZE, TIGHT_FRAMES_PER_CHAR, TIGHT_STRETCH, collate, is_loose,
-                    is_tight, normalize_line, slant_line, stretch_width)
+from .image import (BLANK_MARGIN, LOOSE_FRAMES_PER_CHAR, LOOSE_SQUEEZE, TIGHT_FRAMES_PER_CHAR, TIGHT_STRETCH, collate,
+                    is_loose, is_tight, normalize_line, slant_line, stretch_width)
 from .model import CRNN, RecognizerConfig
 
 DEFAULT_PATH = ARTIFACTS_DIR / "recognizer.pt"
@@ -117,9 +117,10 @@ class Recognizer:
         way (``loose_squeeze = 1`` turns it off; see :data:`ml.recognizer.image.LOOSE_SQUEEZE`).
         Measured on the 1,343 handwritten dev lines with 20261130-cpu6-pc (39 % read twice): greedy
         CER 11.4 / 28.2 / 31.8 % → 10.5 / 27.2 / 32.0 % (Copiste / Hooker / Stanford), beam 10 +
-        LM 8.3 / 24.1 / 26.0 % → 7.9 / 23.0 / 26.4 % (docs/TRAINING.md). The BiLSTM runs on each
-        line's own frames; the convolutions see the batch's padding beyond a line's right end, which
-        can change a character there.
+        LM 8.3 / 24.1 / 26.0 % → 7.9 / 23.0 / 26.4 % (docs/TRAINING.md). A line reads the same
+        whatever it is batched with: the BiLSTM runs on each line's own frames, and every batch
+        ends in :data:`ml.recognizer.image.BLANK_MARGIN` blank columns, so the convolutions see
+        blank paper past every line's right end.
         """
         return self.recognize_candidates([[im] for im in images], batch_size, beam_width, on_batch)
 
@@ -255,7 +256,7 @@ class Recognizer:
     def _posteriors(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """One forward pass over normalised lines: each line's CTC log-probabilities, (T_i, C)
         float32 numpy, T_i its own frame count."""
-        batch, widths = collate(list(images))
+        batch, widths = collate(list(images), BLANK_MARGIN)
         x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
         frames = self.model.output_lengths(torch.from_numpy(widths))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
