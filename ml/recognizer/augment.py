@@ -62,6 +62,44 @@ def stroke_width(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return img
 
 
+def pen_nib(img: np.ndarray, rng: np.random.Generator, max_len: int | None = None) -> np.ndarray:
+    """A pen whose stroke width depends on the stroke's direction: grayscale erosion (the ink spreads)
+    with a straight line of ``length`` pixels at an angle drawn from [0°, 75°] above the horizontal,
+    so strokes across that direction thicken by up to ``length`` pixels and strokes along it stay as
+    they were (a broad nib held at that angle; near 0° the thick downstrokes and thin hairlines of a
+    pointed pen). ``length`` is drawn from 2 … ``max_len`` (default: a fourteenth of the height, at least
+    2), so a font's uniform line turns into the thick and thin of pen writing, and a real hand into
+    another pen's. (h, w) uint8 in, (h, w) uint8 out."""
+    h, w = img.shape
+    top = max(2, max_len if max_len is not None else h // 14)
+    length = int(rng.integers(2, top + 1))
+    angle = np.deg2rad(rng.uniform(0.0, 75.0))
+    dx, dy = np.cos(angle) * (length - 1) / 2, np.sin(angle) * (length - 1) / 2
+    k = length | 1  # odd, so the line is centred on the anchor
+    kernel = np.zeros((k, k), np.uint8)
+    c = k // 2
+    cv2.line(kernel, (int(round(c - dx)), int(round(c + dy))), (int(round(c + dx)), int(round(c - dy))), 1, 1)
+    return cv2.erode(img, kernel, borderType=cv2.BORDER_REPLICATE)
+
+
+def rhythm(img: np.ndarray, rng: np.random.Generator, max_var: float = 0.3) -> np.ndarray:
+    """Letters of uneven width: the line is scaled horizontally by a factor that varies smoothly
+    along it, within [1 − v, 1 + v] for v drawn from [0.1, ``max_var``], changing over one to three
+    line heights (a letter or two), as one writer's letters are wider or narrower than another's
+    in different places. The width changes with it. (h, w) uint8 in, (h, w') uint8 out."""
+    h, w = img.shape
+    var = rng.uniform(0.1, max_var)
+    knots = max(2, int(np.ceil(w / (h * rng.uniform(1.0, 3.0)))) + 1)
+    scale = 1.0 + var * rng.uniform(-1.0, 1.0, knots)
+    per_col = np.interp(np.linspace(0, knots - 1, w), np.arange(knots), scale)
+    out_x = np.concatenate([[0.0], np.cumsum(per_col)])  # where each input column edge lands
+    new_w = max(8, int(round(out_x[-1])))
+    src = np.interp(np.arange(new_w) + 0.5, out_x, np.arange(w + 1)) - 0.5  # inverse map, column centres
+    map_x = np.tile(src.astype(np.float32), (h, 1))
+    map_y = np.tile(np.arange(h, dtype=np.float32)[:, None], (1, new_w))
+    return cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def stretch(img: np.ndarray, rng: np.random.Generator, lo: float = 0.8, hi: float = 1.2) -> np.ndarray:
     """Horizontal scaling (narrower or wider writing) by a factor in [lo, hi]."""
     h, w = img.shape
@@ -128,9 +166,25 @@ def _paper(img: np.ndarray) -> int:
 REAL_SHEAR = 0.25
 
 
-def augment_real(img: np.ndarray, rng: np.random.Generator, max_shear: float = REAL_SHEAR) -> np.ndarray:
+def other_hand(img: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+    """With probability ``p`` each, :func:`pen_nib` and :func:`rhythm`: the same text as another pen
+    and another writer's letter widths would make it. ``p = 0`` draws nothing from ``rng``, so
+    the augmentations that follow replay as they did before this step existed."""
+    if p <= 0:
+        return img
+    if rng.random() < p:
+        img = pen_nib(img, rng)
+    if rng.random() < p:
+        img = rhythm(img, rng)
+    return img
+
+
+def augment_real(img: np.ndarray, rng: np.random.Generator, max_shear: float = REAL_SHEAR,
+                 hand_variety: float = 0.0) -> np.ndarray:
     """Moderate augmentation for real line crops (each step applied with some probability; half of
-    the lines are sheared by a factor drawn from [-``max_shear``, ``max_shear``])."""
+    the lines are sheared by a factor drawn from [-``max_shear``, ``max_shear``]; with
+    ``hand_variety`` > 0, :func:`other_hand` first)."""
+    img = other_hand(img, rng, hand_variety)
     if rng.random() < 0.5:
         img = shear(img, rng, max_shear)
     if rng.random() < 0.3:
@@ -152,8 +206,10 @@ def augment_real(img: np.ndarray, rng: np.random.Generator, max_shear: float = R
     return img
 
 
-def augment_synthetic(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Stronger augmentation for rendered lines, so that fonts look written and scanned."""
+def augment_synthetic(img: np.ndarray, rng: np.random.Generator, hand_variety: float = 0.0) -> np.ndarray:
+    """Stronger augmentation for rendered lines, so that fonts look written and scanned (with
+    ``hand_variety`` > 0, :func:`other_hand` first)."""
+    img = other_hand(img, rng, hand_variety)
     if rng.random() < 0.7:
         img = shear(img, rng, 0.4)
     if rng.random() < 0.6:

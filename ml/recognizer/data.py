@@ -265,17 +265,19 @@ class LineDataset(Dataset):
             (:data:`ml.recognizer.image.LOOSE_SQUEEZE`); 1.0 (default) leaves them as they are.
         real_shear: the largest shear factor (horizontal pixels per pixel of height) that
             augmentation applies to real lines (default :data:`ml.recognizer.augment.REAL_SHEAR`).
+        hand_variety: probability of each of :func:`ml.recognizer.augment.other_hand`'s steps (another
+            pen, other letter widths) on real lines; 0 (default) leaves them out.
     """
 
     def __init__(self, pack: LinePack | None, codec: Codec, height: int, synthesizer=None,
                  n_synthetic: int = 0, augment: bool = True, mask_prob: float = 0.5, seed: int = 0,
                  downsample: int = 4, tight_stretch: float = TIGHT_STRETCH, loose_squeeze: float = 1.0,
-                 real_shear: float = REAL_SHEAR):
+                 real_shear: float = REAL_SHEAR, hand_variety: float = 0.0):
         self.pack, self.codec, self.height = pack, codec, height
         self.downsample, self.tight_stretch, self.loose_squeeze = downsample, tight_stretch, loose_squeeze
         self.synth, self.n_synth = synthesizer, (n_synthetic if synthesizer is not None else 0)
         self.augment, self.mask_prob, self.seed, self.epoch = augment, mask_prob, seed, 0
-        self.real_shear = real_shear
+        self.real_shear, self.hand_variety = real_shear, hand_variety
         self.n_real = len(pack) if pack is not None else 0
         self.targets = [codec.encode(r["text"]) for r in (pack.records if pack else [])]
         if codec.unknown:
@@ -293,7 +295,7 @@ class LineDataset(Dataset):
             if self.augment:
                 if rec.get("polygon") and rng.random() < self.mask_prob:
                     img = mask_outside(img, rec["polygon"], rng)
-                img = augment_real(img, rng, self.real_shear)
+                img = augment_real(img, rng, self.real_shear, self.hand_variety)
             return self._normalized(img, self.targets[i]), self.targets[i], rec["text"]
         img, text = self.synth.render(rng)
         target = self.codec.encode(text)

@@ -15,7 +15,9 @@ per character of their ground truth) are stretched by ``tight_stretch`` (default
 :data:`ml.recognizer.image.TIGHT_STRETCH`, as the recognizer reads them; 1.0: off); lines wider
 than ``LOOSE_FRAMES_PER_CHAR`` are scaled by ``loose_squeeze`` (default 1.0: off; the recognizer
 reads them again at :data:`ml.recognizer.image.LOOSE_SQUEEZE`). Half of the real lines are
-sheared by up to ``real_shear`` (default :data:`ml.recognizer.augment.REAL_SHEAR`) in augmentation.
+sheared by up to ``real_shear`` (default :data:`ml.recognizer.augment.REAL_SHEAR`) in augmentation;
+``hand_variety`` > 0 adds :func:`ml.recognizer.augment.other_hand` (another pen, other letter
+widths) to real and synthetic lines alike.
 
 Learning rate: linear warm-up over the first ``warmup`` fraction, then cosine decay to
 ``lr * final_lr_ratio``; progress is ``max(step / steps, elapsed / time_budget)``, so a run bounded
@@ -32,6 +34,7 @@ import random
 import shutil
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -42,7 +45,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..artifact import code_commit, load_artifact, save_artifact, utc_now, write_card_markdown
 from ..metrics import score_by_source
-from .augment import REAL_SHEAR
+from .augment import REAL_SHEAR, augment_synthetic
 from .codec import Codec
 from .data import LineDataset, LinePack, collate_lines, concat_packs
 from .image import TIGHT_STRETCH, normalize_line
@@ -75,6 +78,7 @@ DEFAULTS = {
     "tight_stretch": TIGHT_STRETCH,
     "loose_squeeze": 1.0,
     "real_shear": REAL_SHEAR,
+    "hand_variety": 0.0,
     "eval_every": 1000,
     "eval_max_lines": 0,
     "workers": 2,
@@ -252,12 +256,13 @@ def train(cfg: dict, out: Path, device: str, resume: bool = False, init_path: st
     synth = None
     n_synth = 0
     if cfg["synthetic_ratio"] > 0:
-        synth = LineSynthesizer(cfg["fonts_dir"], cfg["text_file"], codec.charset)
+        synth = LineSynthesizer(cfg["fonts_dir"], cfg["text_file"], codec.charset,
+                                augment=partial(augment_synthetic, hand_variety=cfg["hand_variety"]))
         n_synth = int(len(real) * cfg["synthetic_ratio"] / (1 - cfg["synthetic_ratio"]))
     ds = LineDataset(real, codec, mconf.height, synth, n_synth, augment=True,
                      mask_prob=cfg["mask_prob"], seed=cfg["seed"], downsample=mconf.downsample,
                      tight_stretch=cfg["tight_stretch"], loose_squeeze=cfg["loose_squeeze"],
-                     real_shear=cfg["real_shear"])
+                     real_shear=cfg["real_shear"], hand_variety=cfg["hand_variety"])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     step, best, start_epoch, elapsed_before = 0, None, 0, 0.0
     history: list[dict] = []
@@ -393,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init", help="fine-tune from this recognizer artifact (keeps its codec and architecture)")
     for key in ("steps", "batch_size", "workers", "eval_every", "eval_max_lines", "seed"):
         ap.add_argument("--" + key.replace("_", "-"), type=int, dest=key)
-    for key in ("lr", "time_budget", "synthetic_ratio", "tight_stretch", "loose_squeeze", "real_shear"):
+    for key in ("lr", "time_budget", "synthetic_ratio", "tight_stretch", "loose_squeeze", "real_shear",
+                "hand_variety"):
         ap.add_argument("--" + key.replace("_", "-"), type=float, dest=key)
     ap.add_argument("--train-packs", nargs="+", dest="train_packs")
     ap.add_argument("--dev-pack", nargs="+", dest="dev_pack",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ml.recognizer.augment import shear
+from ml.recognizer.augment import other_hand, pen_nib, rhythm, shear
 from ml.recognizer.codec import Codec
 from ml.recognizer.data import LineDataset, LinePack, pack_lines, simplify_polygon
 from ml.recognizer.image import LOOSE_FRAMES_PER_CHAR, TIGHT_FRAMES_PER_CHAR, normalize_line
@@ -163,3 +163,53 @@ def test_simplify_polygon_drops_points_within_the_tolerance_only():
     assert np.abs(mask_a.astype(int) - mask_b).sum() < 0.02 * mask_a.sum()
     # too few points left: the rounded input comes back
     assert simplify_polygon([[0, 0], [10, 0.2], [20, 0]]) == [[0, 0], [10, 0], [20, 0]]
+
+
+def test_pen_nib_thickens_strokes_across_its_direction_only():
+    """A vertical and a horizontal stroke, one pixel wide: the nib's erosion widens the stroke that
+    crosses the nib's direction and leaves the one along it (near 0°: the vertical stroke thickens,
+    the horizontal one keeps its thickness), and never removes ink."""
+    img = np.full((60, 60), 255, np.uint8)
+    img[5:55, 30] = 0  # vertical stroke
+    img[45, 5:25] = 0  # horizontal stroke
+    widened = []
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        out = pen_nib(img, rng, max_len=5)
+        assert out.shape == img.shape and out.dtype == np.uint8
+        assert (out[img < 128] < 128).all()
+        vertical_w = int((out[30, 20:45] < 128).sum())  # row through the vertical stroke only
+        horizontal_h = int((out[35:56, 12] < 128).sum())  # column through the horizontal stroke only
+        widened.append((vertical_w, horizontal_h))
+    assert max(v for v, _ in widened) >= 4 and max(h for _, h in widened) >= 4
+    # strokes along the nib stay thin: no draw thickens both by its full length
+    assert all(min(v, h) <= 3 for v, h in widened)
+    assert any(v >= 3 and h == 1 for v, h in widened)  # a flat nib: thick downstrokes, thin hairlines
+
+
+def test_rhythm_varies_letter_widths_within_its_bound_and_keeps_the_ink_in_order():
+    """Equal strokes every 10 pixels: after :func:`rhythm` the gaps between them vary, each within
+    the scale bound, the strokes keep their order and count, and the height is unchanged."""
+    h, w = 20, 400
+    img = np.full((h, w), 255, np.uint8)
+    img[:, 5::10] = 0
+    for seed in range(10):
+        out = rhythm(img, np.random.default_rng(seed), max_var=0.3)
+        assert out.shape[0] == h and 0.7 * w - 1 <= out.shape[1] <= 1.3 * w + 1
+        row = out[h // 2] < 160
+        starts = np.flatnonzero(row[1:] & ~row[:-1]) + 1
+        assert len(starts) in (len(range(5, w, 10)) - 1, len(range(5, w, 10)))
+        gaps = np.diff(starts)
+        assert gaps.min() >= 10 * 0.7 - 1 and gaps.max() <= 10 * 1.3 + 1
+        assert gaps.max() - gaps.min() >= 2  # the widths do vary
+
+
+def test_other_hand_at_zero_draws_nothing_so_old_recipes_replay():
+    """``hand_variety = 0`` (the default) leaves the image and the generator as they were, so a
+    training recipe without it augments every line exactly as before it existed."""
+    img = (np.random.default_rng(0).random((32, 120)) * 255).astype(np.uint8)
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    assert other_hand(img, a, 0.0) is img
+    assert a.random() == b.random()
+    changed = [not np.array_equal(other_hand(img, np.random.default_rng(s), 1.0), img) for s in range(5)]
+    assert all(changed)
