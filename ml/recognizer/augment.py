@@ -67,9 +67,9 @@ def pen_nib(img: np.ndarray, rng: np.random.Generator, max_len: int | None = Non
     with a straight line of ``length`` pixels at an angle drawn from [0°, 75°] above the horizontal,
     so strokes across that direction thicken by up to ``length`` pixels and strokes along it stay as
     they were (a broad nib held at that angle; near 0° the thick downstrokes and thin hairlines of a
-    pointed pen). ``length`` is drawn from 2 … ``max_len`` (default: a fourteenth of the height, at least
-    2), so a font's uniform line turns into the thick and thin of pen writing, and a real hand into
-    another pen's. (h, w) uint8 in, (h, w) uint8 out."""
+    pointed pen). ``length`` is drawn from 2 … ``max_len`` (default: a fourteenth of the height,
+    at least 2), so a font's uniform line turns into the thick and thin of pen writing, and a real
+    hand into another pen's. (h, w) uint8 in, (h, w) uint8 out."""
     h, w = img.shape
     top = max(2, max_len if max_len is not None else h // 14)
     length = int(rng.integers(2, top + 1))
@@ -85,8 +85,8 @@ def pen_nib(img: np.ndarray, rng: np.random.Generator, max_len: int | None = Non
 def rhythm(img: np.ndarray, rng: np.random.Generator, max_var: float = 0.3) -> np.ndarray:
     """Letters of uneven width: the line is scaled horizontally by a factor that varies smoothly
     along it, within [1 − v, 1 + v] for v drawn from [0.1, ``max_var``], changing over one to three
-    line heights (a letter or two), as one writer's letters are wider or narrower than another's
-    in different places. The width changes with it. (h, w) uint8 in, (h, w') uint8 out."""
+    line heights (a few letters), as one writer's letters are wider or narrower than another's in
+    different places. The width changes with it. (h, w) uint8 in, (h, w') uint8 out."""
     h, w = img.shape
     var = rng.uniform(0.1, max_var)
     knots = max(2, int(np.ceil(w / (h * rng.uniform(1.0, 3.0)))) + 1)
