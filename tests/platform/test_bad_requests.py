@@ -221,6 +221,15 @@ def test_export_errors_stay_json_whatever_the_accept_header(alice, done_page):
     assert missing.status_code == 404 and "detail" in missing.json()
 
 
+@pytest.mark.parametrize("url, name", [("/api/v1/jobs/999999/", "transcription job"),
+                                       ("/api/v1/pages/999999/export/?format=txt", "page"),
+                                       ("/api/v1/lines/999999/", "line")])
+def test_a_missing_object_is_named_in_the_404(alice, url, name):
+    response = client_for(alice).get(url)
+    assert response.status_code == 404
+    assert response.json()["detail"] == f"not found: this {name} does not exist or is not yours"
+
+
 # ------------------------------------------------ 8. unmatched API paths and oversize bodies: JSON
 @pytest.mark.parametrize("debug", [False, True])
 @pytest.mark.parametrize("path", ["/api/v1/pages/abc/", "/api/v1/lines/1.5/", "/api/v1/jobs/-1/cancel/",

@@ -6,7 +6,7 @@ sentence (and kept whole under `errors`) so clients always find the message in t
 import logging
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import status
 from rest_framework.exceptions import APIException
@@ -35,11 +35,30 @@ def _flatten(data, prefix: str = "") -> list[str]:
     return [f"{prefix.rstrip('.')}: {data}" if prefix else str(data)]
 
 
+def _missing_object(exc, context) -> str | None:
+    """`get_object_or_404`'s "No TranscriptionJob matches the given query." in the API's words.
+
+    Returns e.g. "not found: this transcription job does not exist or is not yours" (the same
+    words whether it is missing or someone else's, so a 404 leaks nothing), or None when `exc`
+    is not that default message: a view's own Http404 message is kept as it is.
+    """
+    if not isinstance(exc, Http404) or not str(exc).endswith("matches the given query."):
+        return None
+    try:
+        model = context["view"].get_queryset().model
+    except Exception:  # not a generic view: keep DRF's message
+        return None
+    return f"not found: this {model._meta.verbose_name} does not exist or is not yours"
+
+
 def exception_handler(exc, context):
     """DRF exception handler answering `{"detail": "...", ["errors": {...}]}`."""
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
+    missing = _missing_object(exc, context)
+    if missing:
+        response.data = {"detail": missing}
     data = response.data
     if isinstance(data, dict) and set(data) == {"detail"}:
         response.data = {"detail": str(data["detail"])}
