@@ -46,7 +46,7 @@ def _missing_object(exc, context) -> str | None:
         return None
     try:
         model = context["view"].get_queryset().model
-    except Exception:  # not a generic view: keep DRF's message
+    except (KeyError, AttributeError, AssertionError):  # no view, or not a generic one: DRF's message
         return None
     return f"not found: this {model._meta.verbose_name} does not exist or is not yours"
 
